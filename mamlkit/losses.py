@@ -1,0 +1,81 @@
+"""Per-task losses and accuracy.
+
+Every function reduces over the *examples* axis (the second-to-last axis of the model output)
+and keeps any leading axes, so the same function serves one task, ``(S, C)``, and a batch of
+tasks, ``(T, S, C)``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def check_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
+    """Raise a ValueError unless ``labels`` index the classes of ``logits``.
+
+    Args:
+        logits: ``(..., S, C)`` unnormalised class scores.
+        labels: ``(..., S)`` integer class labels, each in ``0..C-1``.
+    """
+    if labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise ValueError(f"labels must be an integer tensor, got dtype {labels.dtype}")
+    if labels.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"labels have shape {tuple(labels.shape)} but the model gave outputs of shape "
+            f"{tuple(logits.shape)}; expected labels of shape {tuple(logits.shape[:-1])}"
+        )
+    num_classes = logits.shape[-1]
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= num_classes:
+        raise ValueError(
+            f"labels must lie in 0..{num_classes - 1} (the model has {num_classes} outputs), "
+            f"got labels from {low} to {high}"
+        )
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    r"""The per-task classification loss :math:`L(\phi, D) = -\frac{1}{|D|}\sum_j \log p_\phi(y^j \mid x^j)`.
+
+    :math:`p_\phi` is the softmax of the logits, so ``log p`` is ``log_softmax``.
+
+    Args:
+        logits: ``(..., S, C)`` class scores for ``S`` examples.
+        labels: ``(..., S)`` int64 labels in ``0..C-1``.
+
+    Returns:
+        ``(...)`` mean negative log-likelihood per task.
+    """
+    check_labels(logits, labels)
+    log_probs = torch.log_softmax(logits, dim=-1)
+    log_prob_of_label = log_probs.gather(-1, labels.long().unsqueeze(-1)).squeeze(-1)
+    return -log_prob_of_label.mean(dim=-1)
+
+
+def mse(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per task.
+
+    Args:
+        predictions: ``(..., S, D)`` regression outputs.
+        targets: ``(..., S, D)`` targets.
+
+    Returns:
+        ``(...)`` mean of the squared error over examples and output dimensions.
+    """
+    if predictions.shape != targets.shape:
+        raise ValueError(
+            f"predictions have shape {tuple(predictions.shape)} but targets have shape "
+            f"{tuple(targets.shape)}; they must match"
+        )
+    return (predictions - targets).pow(2).mean(dim=(-2, -1))
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Fraction of examples whose highest-scoring class is the label.
+
+    Args:
+        logits: ``(..., S, C)``; labels: ``(..., S)``.
+
+    Returns:
+        ``(...)`` accuracy per task, in ``[0, 1]``.
+    """
+    return (logits.argmax(dim=-1) == labels).float().mean(dim=-1)
