@@ -58,7 +58,10 @@ def init_inner_lrs(params: Params, inner_lr: float) -> dict[str, torch.Tensor]:
     Pass the result as ``inner_lr`` to :func:`adapt` and give its values to the outer
     optimiser next to θ: the outer loop then learns how far each tensor should move.
     """
-    return {name: torch.tensor(float(inner_lr), requires_grad=True) for name in params}
+    return {
+        name: torch.tensor(float(inner_lr), dtype=p.dtype, device=p.device, requires_grad=True)
+        for name, p in params.items()
+    }
 
 
 def learning_rate(inner_lr: InnerLR, name: str) -> Union[float, torch.Tensor]:

@@ -1,0 +1,307 @@
+"""Meta-training on Omniglot with checkpoints, a metrics log and resume.
+
+A run lives in one folder:
+
+- ``checkpoint.pt``  everything needed to continue (θ, learned rates, optimiser, sampler RNG,
+  iteration), rewritten atomically every ``checkpoint_every`` steps and on Ctrl-C;
+- ``metrics.jsonl``  one JSON object per logged step or validation;
+- ``learning_curve.png``  training and validation accuracy against meta-steps;
+- ``model.pt`` + ``manifest.json``  the final weights alone, written when the run ends.
+
+Resuming replays nothing: the checkpoint holds the sampler's generator state, so a run that
+was stopped and resumed takes exactly the steps an uninterrupted run would have taken.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from mamlkit import checkpoints
+from mamlkit.evaluate import evaluate
+from mamlkit.functional import get_params
+from mamlkit.inner_loop import init_inner_lrs
+from mamlkit.losses import cross_entropy
+from mamlkit.models import Conv4
+from mamlkit.outer_loop import outer_step
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a meta-training run (defaults: the MAML paper's 5-way 1-shot run)."""
+
+    n_way: int = 5
+    k_shot: int = 1
+    n_query: int = 1
+    meta_batch_size: int = 32
+    inner_lr: float = 0.4
+    inner_steps: int = 1
+    eval_inner_steps: int = 3
+    first_order: bool = False
+    learn_inner_lrs: bool = False
+    meta_lr: float = 1e-3
+    iterations: int = 60_000
+    channels: int = 64
+    split: str = "maml"
+    rotate: bool = True
+    seed: int = 0
+    device: str = "cpu"
+    method: str = "fast"
+    task_chunk_size: Optional[int] = None
+    log_every: int = 50
+    val_every: int = 500
+    val_tasks: int = 200
+    checkpoint_every: int = 200
+    data_root: Optional[str] = None
+
+    def validate(self) -> None:
+        positive = ["n_way", "k_shot", "n_query", "meta_batch_size", "iterations", "channels",
+                    "log_every", "val_every", "val_tasks", "checkpoint_every"]
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("inner_steps", "eval_inner_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.n_way < 2:
+            raise ValueError(f"n_way must be at least 2, got {self.n_way}")
+        if self.inner_lr < 0 or self.meta_lr <= 0:
+            raise ValueError(f"inner_lr must be >= 0 and meta_lr > 0, got {self.inner_lr}, {self.meta_lr}")
+        if self.val_tasks < 2:
+            raise ValueError(f"val_tasks must be at least 2, got {self.val_tasks}")
+
+
+def build_model(config: TrainConfig | dict, generator: Optional[torch.Generator] = None) -> Conv4:
+    """The conv4 network a config describes (``channels`` filters, ``n_way`` outputs)."""
+    config = config if isinstance(config, dict) else dataclasses.asdict(config)
+    return Conv4(config["n_way"], channels=config["channels"], generator=generator)
+
+
+def omniglot_task_samplers(config: TrainConfig):
+    """``{split name: sampler}`` for the config's Omniglot split scheme."""
+    from mamlkit.data.omniglot import load_omniglot, split_characters
+    from mamlkit.data.sampler import OmniglotTaskSampler
+
+    data = load_omniglot(config.data_root)
+    splits = split_characters(data.characters, scheme=config.split)
+    return {
+        name: OmniglotTaskSampler(data.images, indices, config.n_way, config.k_shot,
+                                  config.n_query, rotate=config.rotate)
+        for name, indices in splits.items()
+    }
+
+
+class Trainer:
+    """Owns the state of one run and moves it forward one meta-step at a time."""
+
+    def __init__(self, config: TrainConfig, run_dir: str | Path, samplers=None):
+        config.validate()
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.device = torch.device(config.device)
+        self.samplers = samplers if samplers is not None else omniglot_task_samplers(config)
+        self.model = build_model(config, torch.Generator().manual_seed(config.seed)).to(self.device)
+        self.params = {n: p.to(self.device).detach().requires_grad_(True)
+                       for n, p in get_params(self.model).items()}
+        self.inner_lrs = (
+            {n: t.to(self.device).detach().requires_grad_(True)
+             for n, t in init_inner_lrs(self.params, config.inner_lr).items()}
+            if config.learn_inner_lrs else None
+        )
+        trainable = list(self.params.values()) + list((self.inner_lrs or {}).values())
+        self.optimizer = torch.optim.Adam(trainable, lr=config.meta_lr)
+        # Training tasks come from their own generator, saved in checkpoints for exact resume.
+        self.task_generator = torch.Generator().manual_seed(config.seed + 1)
+        self.iteration = 0
+        self.train_seconds = 0.0
+
+    # -- state ---------------------------------------------------------------------------
+    @property
+    def inner_lr(self):
+        return self.inner_lrs if self.inner_lrs is not None else self.config.inner_lr
+
+    def state(self) -> dict:
+        return {
+            "config": dataclasses.asdict(self.config),
+            "iteration": self.iteration,
+            "train_seconds": self.train_seconds,
+            "params": {n: p.detach().cpu() for n, p in self.params.items()},
+            "inner_lrs": None if self.inner_lrs is None else {n: t.detach().cpu() for n, t in self.inner_lrs.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "task_generator": self.task_generator.get_state(),
+        }
+
+    def load_state(self, state: dict) -> None:
+        saved = {k: v for k, v in state["config"].items() if k not in ("iterations", "device", "data_root")}
+        current = {k: v for k, v in dataclasses.asdict(self.config).items() if k in saved}
+        changed = {k: (saved[k], current[k]) for k in saved if saved[k] != current.get(k)}
+        if changed:
+            raise ValueError(
+                "cannot resume: the checkpoint was made with different settings "
+                + ", ".join(f"{k}={old!r} (now {new!r})" for k, (old, new) in changed.items())
+            )
+        with torch.no_grad():
+            for n, p in self.params.items():
+                p.copy_(state["params"][n])
+            for n, t in (self.inner_lrs or {}).items():
+                t.copy_(state["inner_lrs"][n])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.task_generator.set_state(state["task_generator"])
+        self.iteration = state["iteration"]
+        self.train_seconds = state.get("train_seconds", 0.0)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    def save_checkpoint(self) -> None:
+        checkpoints.atomic_save(self.state(), self.checkpoint_path)
+
+    def resume_if_possible(self) -> bool:
+        """Continue from ``checkpoint.pt`` if the run folder has one; drop log lines past it."""
+        if not self.checkpoint_path.exists():
+            return False
+        self.load_state(checkpoints.load(self.checkpoint_path))
+        log = self.run_dir / "metrics.jsonl"
+        if log.exists():
+            # Lines written after the last checkpoint belong to steps that will be redone.
+            kept = [line for line in log.read_text().splitlines()
+                    if line and json.loads(line)["iteration"] <= self.iteration]
+            log.write_text("".join(line + "\n" for line in kept))
+        return True
+
+    # -- work ----------------------------------------------------------------------------
+    def step(self, metrics_before: bool = False) -> dict:
+        c = self.config
+        tasks = self.samplers["train"].sample(c.meta_batch_size, self.task_generator).to(self.device)
+        metrics = outer_step(self.model, self.params, tasks, self.optimizer, cross_entropy,
+                             self.inner_lr, c.inner_steps, c.first_order, method=c.method,
+                             task_chunk_size=c.task_chunk_size, metrics_before=metrics_before)
+        self.iteration += 1
+        return metrics
+
+    def evaluate(self, split: str = "val", num_tasks: Optional[int] = None, seed: int = 1234) -> dict:
+        """Accuracy on ``num_tasks`` tasks of ``split``, always the same tasks for a given seed."""
+        c = self.config
+        generator = torch.Generator().manual_seed(seed)
+        return evaluate(self.model, self.params,
+                        lambda n: self.samplers[split].sample(n, generator),
+                        cross_entropy, self.inner_lr, c.eval_inner_steps,
+                        num_tasks=num_tasks or c.val_tasks, device=self.device)
+
+    def log(self, record: dict) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def train(self, progress: bool = True) -> None:
+        """Run until ``config.iterations`` meta-steps are done; Ctrl-C saves and stops."""
+        from tqdm.auto import tqdm
+
+        c = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        bar = tqdm(total=c.iterations, initial=self.iteration, disable=not progress,
+                   unit="step", dynamic_ncols=True)
+        try:
+            while self.iteration < c.iterations:
+                start = time.perf_counter()
+                metrics = self.step(metrics_before=(self.iteration + 1) % c.log_every == 0)
+                self.train_seconds += time.perf_counter() - start
+                bar.update(1)
+                if self.iteration % c.log_every == 0:
+                    self.log({"iteration": self.iteration, "kind": "train",
+                              "seconds": round(self.train_seconds, 2), **metrics})
+                    bar.set_postfix(acc=f"{metrics['query_accuracy']:.3f}",
+                                    tasks_per_s=f"{c.meta_batch_size * bar.format_dict['rate'] if bar.format_dict.get('rate') else 0:.0f}")
+                if self.iteration % c.val_every == 0 or self.iteration == c.iterations:
+                    result = self.evaluate("val")
+                    self.log({"iteration": self.iteration, "kind": "val",
+                              "seconds": round(self.train_seconds, 2),
+                              "val_accuracy": result["mean"], "val_ci95": result["ci95"],
+                              "val_accuracy_per_step": result["per_step_mean"]})
+                    bar.write(f"step {self.iteration}: validation accuracy "
+                              f"{100 * result['mean']:.1f} ± {100 * result['ci95']:.1f}%")
+                    self.plot()
+                if self.iteration % c.checkpoint_every == 0 or self.iteration == c.iterations:
+                    self.save_checkpoint()
+        except KeyboardInterrupt:
+            self.save_checkpoint()
+            bar.write(f"interrupted: saved step {self.iteration} to {self.checkpoint_path}; "
+                      "run the same command again to continue")
+            raise
+        finally:
+            bar.close()
+
+    def plot(self) -> None:
+        from mamlkit.plotting import plot_learning_curves
+
+        fig = plot_learning_curves(read_metrics(self.run_dir / "metrics.jsonl"))
+        fig.savefig(self.run_dir / "learning_curve.png", dpi=120)
+        import matplotlib.pyplot as plt
+        plt.close(fig)
+
+    def export(self, path: str | Path, extra: Optional[dict] = None) -> Path:
+        """Write the weights alone (θ and learned rates, no optimiser) for sharing."""
+        weights = {
+            "config": dataclasses.asdict(self.config),
+            "iteration": self.iteration,
+            "params": {n: p.detach().cpu().clone() for n, p in self.params.items()},
+            "inner_lrs": None if self.inner_lrs is None else {n: t.detach().cpu().clone() for n, t in self.inner_lrs.items()},
+        }
+        weights.update(extra or {})
+        return checkpoints.atomic_save(weights, path)
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The records of a ``metrics.jsonl`` file, in order."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def machine_description() -> str:
+    """A short description of where a run happened, for manifests."""
+    import os
+
+    cpu = platform.processor() or platform.machine()
+    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), "
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+
+def load_weights(path: str | Path, device: str = "cpu"):
+    """``(model, params, inner_lr, config)`` from a weights file or a run checkpoint."""
+    state = checkpoints.load(path, map_location=device)
+    config = state["config"]
+    model = build_model(config).to(device)
+    params = {n: t.to(device) for n, t in state["params"].items()}
+    from mamlkit.functional import check_params
+    check_params(model, params)
+    inner_lr = state.get("inner_lrs") or config["inner_lr"]
+    return model, params, inner_lr, config
+
+
+def evaluate_checkpoint(path: str | Path, split: str = "test", num_tasks: int = 600,
+                        inner_steps: Optional[int] = None, seed: int = 0, device: str = "cpu",
+                        data_root: Optional[str] = None) -> dict:
+    """Mean accuracy ± 95% CI of saved weights on ``num_tasks`` tasks of ``split``."""
+    model, params, inner_lr, saved = load_weights(path, device)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in saved.items() if k in fields})
+    if data_root is not None:
+        config.data_root = data_root
+    samplers = omniglot_task_samplers(config)
+    if split not in samplers:
+        raise ValueError(f"unknown split {split!r}; choose one of {sorted(samplers)}")
+    generator = torch.Generator().manual_seed(seed)
+    steps = config.eval_inner_steps if inner_steps is None else inner_steps
+    return evaluate(model, params, lambda n: samplers[split].sample(n, generator),
+                    cross_entropy, inner_lr, steps, num_tasks=num_tasks, device=device)

@@ -1,0 +1,120 @@
+"""The fast meta-step is the per-task loop's twin: same losses, same gradients."""
+
+import pytest
+import torch
+
+from helpers import flat, image_tasks, regression_tasks, relative_error, tiny_conv, tiny_mlp
+from mamlkit.fast import adapt_tasks, meta_loss_batched
+from mamlkit.functional import get_params
+from mamlkit.inner_loop import adapt, init_inner_lrs
+from mamlkit.losses import cross_entropy, mse
+from mamlkit.models import Conv4
+from mamlkit.outer_loop import meta_loss, outer_step
+
+CASES = {
+    "mlp": (lambda: tiny_mlp(), mse, lambda: regression_tasks(num_tasks=3), 0.05),
+    "conv_bn": (lambda: tiny_conv(), cross_entropy, lambda: image_tasks(num_tasks=3), 0.4),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_forward_tasks_equals_the_module_per_task(case):
+    make_model, _, make_tasks, _ = CASES[case]
+    model, tasks = make_model(), make_tasks()
+    params = get_params(model)
+    per_task = {n: torch.stack([p * (1 + 0.1 * i) for i in range(tasks.num_tasks)]) for n, p in params.items()}
+    batched = model.forward_tasks(per_task, tasks.x_query)
+    for i in range(tasks.num_tasks):
+        alone = torch.func.functional_call(model, {n: p[i] for n, p in per_task.items()}, (tasks.x_query[i],))
+        assert torch.allclose(batched[i], alone, atol=1e-12)
+
+
+@pytest.mark.parametrize("learned", [False, True])
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("inner_steps", [1, 3])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_fast_meta_gradient_equals_the_per_task_loop(case, inner_steps, first_order, learned):
+    make_model, loss_fn, make_tasks, inner_lr = CASES[case]
+    model, tasks = make_model(), make_tasks()
+    params = get_params(model)
+    lr = init_inner_lrs(params, inner_lr) if learned else inner_lr
+    wrt = list(params.values()) + (list(lr.values()) if learned else [])
+    loop_loss, loop_out = meta_loss(model, params, tasks, loss_fn, lr, inner_steps, first_order)
+    fast_loss, fast_out = meta_loss_batched(model, params, tasks, loss_fn, lr, inner_steps, first_order)
+    assert torch.allclose(fast_loss, loop_loss, atol=1e-12)
+    assert torch.allclose(fast_out, loop_out, atol=1e-10)
+    grad_loop = torch.autograd.grad(loop_loss, wrt)
+    grad_fast = torch.autograd.grad(fast_loss, wrt)
+    assert relative_error(grad_fast, grad_loop) < 1e-10
+
+
+def test_fast_meta_gradient_matches_finite_differences():
+    model, tasks = tiny_conv(), image_tasks(num_tasks=2)
+    params = get_params(model)
+    names, shapes, sizes = list(params), [p.shape for p in params.values()], [p.numel() for p in params.values()]
+
+    def f(theta_flat):
+        theta = {n: t.reshape(s) for n, t, s in zip(names, torch.split(theta_flat, sizes), shapes)}
+        return meta_loss_batched(model, theta, tasks, cross_entropy, 0.4, 2)[0]
+
+    theta = flat(params.values()).detach().clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(f, (theta,), eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+def test_float32_fast_path_agrees_with_the_loop_on_the_paper_network():
+    """The full-size conv4, float32, as in training: agreement to float32 rounding."""
+    model = Conv4(5, generator=torch.Generator().manual_seed(0))
+    tasks = image_tasks(num_tasks=4, n_way=5, k_shot=1, n_query=2, size=28, dtype=torch.float32)
+    params = get_params(model)
+    loop = torch.autograd.grad(meta_loss(model, params, tasks, cross_entropy, 0.4, 2)[0], list(params.values()))
+    fast = torch.autograd.grad(meta_loss_batched(model, params, tasks, cross_entropy, 0.4, 2)[0], list(params.values()))
+    assert relative_error(fast, loop) < 1e-4
+
+
+def test_adapt_tasks_gives_each_task_its_own_phi():
+    model, tasks = tiny_conv(), image_tasks(num_tasks=3)
+    params = get_params(model)
+    batched = adapt_tasks(model, params, tasks.x_support, tasks.y_support, cross_entropy, 0.4, 2)
+    for i in range(3):
+        alone = adapt(model, params, tasks.x_support[i], tasks.y_support[i], cross_entropy, 0.4, 2)
+        assert relative_error([batched[n][i] for n in alone], alone.values()) < 1e-12
+
+
+@pytest.mark.parametrize("method,chunk", [("fast", None), ("fast", 2), ("loop", None)])
+def test_outer_step_is_the_same_update_whatever_the_method(method, chunk):
+    model, tasks = tiny_conv(), image_tasks(num_tasks=5)
+    reference = get_params(model)
+    opt = torch.optim.SGD(list(reference.values()), lr=0.1)
+    outer_step(model, reference, tasks, opt, cross_entropy, 0.4, 1, method="loop")
+    params = get_params(model)
+    opt = torch.optim.SGD(list(params.values()), lr=0.1)
+    metrics = outer_step(model, params, tasks, opt, cross_entropy, 0.4, 1, method=method,
+                         task_chunk_size=chunk, metrics_before=True)
+    assert relative_error(params.values(), reference.values()) < 1e-12
+    assert set(metrics) == {"query_loss", "query_accuracy", "query_before_loss", "query_before_accuracy"}
+
+
+def test_seeded_training_repeats_exactly():
+    def run():
+        model = Conv4(3, channels=4, generator=torch.Generator().manual_seed(1)).double()
+        params = get_params(model)
+        opt = torch.optim.Adam(list(params.values()), lr=1e-2)
+        for step in range(3):
+            outer_step(model, params, image_tasks(num_tasks=2, seed=step), opt, cross_entropy, 0.4, 1)
+        return params
+    assert all(torch.equal(a, b) for a, b in zip(run().values(), run().values()))
+
+
+def test_bad_outer_step_arguments_are_rejected():
+    model, tasks = tiny_conv(), image_tasks()
+    params = get_params(model)
+    opt = torch.optim.SGD(list(params.values()), lr=0.1)
+    with pytest.raises(ValueError, match="method must be 'fast' or 'loop'"):
+        outer_step(model, params, tasks, opt, cross_entropy, 0.4, 1, method="vmap")
+    with pytest.raises(ValueError, match="task_chunk_size must be a positive integer"):
+        outer_step(model, params, tasks, opt, cross_entropy, 0.4, 1, task_chunk_size=0)
+    short = tasks._replace(y_query=tasks.y_query[:1])
+    with pytest.raises(ValueError, match="same number of tasks"):
+        outer_step(model, params, short, opt, cross_entropy, 0.4, 1)
+    with pytest.raises(ValueError, match="x_query has 6 examples but y_query has 5"):
+        outer_step(model, params, tasks._replace(y_query=tasks.y_query[:, :5]), opt, cross_entropy, 0.4, 1)
