@@ -94,7 +94,7 @@ def omniglot_task_samplers(config: TrainConfig):
     splits = split_characters(data.characters, scheme=config.split)
     return {
         name: OmniglotTaskSampler(data.images, indices, config.n_way, config.k_shot,
-                                  config.n_query, rotate=config.rotate)
+                                  config.n_query, rotate=config.rotate, split_name=name)
         for name, indices in splits.items()
     }
 

@@ -1,0 +1,509 @@
+"""Omniglot (Lake et al. 2015): find or download the zips, preprocess once to 28x28, split.
+
+The data arrive as two zips, ``images_background.zip`` (30 alphabets, 964 characters) and
+``images_evaluation.zip`` (20 alphabets, 659 characters), each holding
+``images_<set>/<Alphabet>/characterNN/IIII_DD.png``: 20 drawings per character, 105x105
+pixels, black strokes on white. :func:`load_omniglot` turns them into one uint8 tensor of
+shape ``(1623, 20, 28, 28)`` with strokes = 255, cached on disk so that later runs load it in
+a fraction of a second.
+
+Where the zips come from, in this order:
+
+1. the ``root`` argument;
+2. the environment variable ``MAMLKIT_DATA``;
+3. the per-user cache folder (see :func:`default_cache_dir`), downloading them there from the
+   canonical URLs if needed, with their published md5 checked.
+
+Local copies may be re-packed (so their md5 differs from the published zips); they are
+accepted after a check of their structure instead.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import re
+import zipfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from mamlkit.data.download import atomic_write, download as download_file
+
+__all__ = [
+    "BACKGROUND_ALPHABETS",
+    "EVALUATION_ALPHABETS",
+    "OMNIGLOT_MD5",
+    "OMNIGLOT_URLS",
+    "OmniglotData",
+    "OmniglotFormatError",
+    "SPLIT_NAMES",
+    "SPLIT_SCHEMES",
+    "default_cache_dir",
+    "find_omniglot",
+    "load_omniglot",
+    "split_characters",
+]
+
+BACKGROUND_ZIP = "images_background.zip"
+EVALUATION_ZIP = "images_evaluation.zip"
+OMNIGLOT_BASE_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
+OMNIGLOT_URLS = {name: OMNIGLOT_BASE_URL + name for name in (BACKGROUND_ZIP, EVALUATION_ZIP)}
+# md5 of the zips as published (the values torchvision and torchmeta check).
+OMNIGLOT_MD5 = {
+    BACKGROUND_ZIP: "68d2efa1b9178cc56df9314c21c6e718",
+    EVALUATION_ZIP: "6b91aef0f799c5bb55b94e3f2daec811",
+}
+
+DRAWINGS_PER_CHARACTER = 20
+SOURCE_SIZE = 105
+IMAGE_SIZE = 28
+CACHE_FILE = f"omniglot{IMAGE_SIZE}.npz"
+# Bump whenever the preprocessing changes, so that every existing cache gets rebuilt.
+PREPROCESSING_VERSION = 1
+
+# Characters per alphabet in the published zips: the reference for the strict structure check
+# and for the rules of the Vinyals split.
+BACKGROUND_ALPHABETS = {
+    "Alphabet_of_the_Magi": 20, "Anglo-Saxon_Futhorc": 29, "Arcadian": 26, "Armenian": 41,
+    "Asomtavruli_(Georgian)": 40, "Balinese": 24, "Bengali": 46,
+    "Blackfoot_(Canadian_Aboriginal_Syllabics)": 14, "Braille": 26, "Burmese_(Myanmar)": 34,
+    "Cyrillic": 33, "Early_Aramaic": 22, "Futurama": 26, "Grantha": 43, "Greek": 24,
+    "Gujarati": 48, "Hebrew": 22, "Inuktitut_(Canadian_Aboriginal_Syllabics)": 16,
+    "Japanese_(hiragana)": 52, "Japanese_(katakana)": 47, "Korean": 40, "Latin": 26,
+    "Malay_(Jawi_-_Arabic)": 40, "Mkhedruli_(Georgian)": 41, "N_Ko": 33,
+    "Ojibwe_(Canadian_Aboriginal_Syllabics)": 14, "Sanskrit": 42, "Syriac_(Estrangelo)": 23,
+    "Tagalog": 17, "Tifinagh": 55,
+}  # fmt: skip
+EVALUATION_ALPHABETS = {
+    "Angelic": 20, "Atemayar_Qelisayer": 26, "Atlantean": 26, "Aurek-Besh": 26, "Avesta": 26,
+    "Ge_ez": 26, "Glagolitic": 45, "Gurmukhi": 45, "Kannada": 41, "Keble": 26,
+    "Malayalam": 47, "Manipuri": 40, "Mongolian": 30, "Old_Church_Slavonic_(Cyrillic)": 45,
+    "Oriya": 46, "Sylheti": 28, "Syriac_(Serto)": 23, "Tengwar": 25, "Tibetan": 42, "ULOG": 26,
+}  # fmt: skip
+_PUBLISHED_ALPHABETS = {BACKGROUND_ZIP: BACKGROUND_ALPHABETS, EVALUATION_ZIP: EVALUATION_ALPHABETS}
+
+SPLIT_NAMES = ("train", "val", "test")
+SPLIT_SCHEMES = ("maml", "vinyals")
+
+_PNG_NAME = re.compile(r"^\d{4}_(\d{2})\.png$")
+_CHARACTER_NAME = re.compile(r"^([^/]+)/character(\d+)$")
+
+
+class OmniglotFormatError(ValueError):
+    """An Omniglot zip is corrupt or does not have the expected layout."""
+
+
+@dataclass
+class OmniglotData:
+    """All Omniglot characters, resized to 28x28, strokes bright.
+
+    Attributes:
+        images: ``(num_characters, 20, 28, 28)`` uint8; 0 is background, 255 is stroke.
+        characters: ``num_characters`` names ``"Alphabet/characterNN"``, sorted;
+            ``images[i]`` holds the 20 drawings of ``characters[i]``, in drawing order.
+        background: ``num_characters`` flags, True where the character comes from
+            ``images_background.zip`` and False for ``images_evaluation.zip``.
+    """
+
+    images: torch.Tensor
+    characters: list[str]
+    background: list[bool]
+
+    def __len__(self) -> int:
+        return len(self.characters)
+
+
+# ----------------------------------------------------------------------------- locating
+
+
+def default_cache_dir() -> Path:
+    """Per-user folder for downloaded zips and the preprocessed cache.
+
+    ``$MAMLKIT_CACHE/omniglot`` if ``MAMLKIT_CACHE`` is set, else
+    ``$XDG_CACHE_HOME/mamlkit/omniglot``, else ``~/.cache/mamlkit/omniglot``.
+    """
+    if os.environ.get("MAMLKIT_CACHE"):
+        return Path(os.environ["MAMLKIT_CACHE"]).expanduser() / "omniglot"
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "mamlkit" / "omniglot"
+    return Path.home() / ".cache" / "mamlkit" / "omniglot"
+
+
+def _missing_zips(folder: Path) -> list[str]:
+    return [name for name in OMNIGLOT_MD5 if not (folder / name).is_file()]
+
+
+def find_omniglot(
+    root: str | Path | None = None,
+    *,
+    download: bool = True,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """The folder that holds ``images_background.zip`` and ``images_evaluation.zip``.
+
+    Looks at ``root``, then at ``$MAMLKIT_DATA``, then at the cache folder; only the cache
+    folder is ever downloaded into.
+
+    Args:
+        root: a folder that must hold both zips. Overrides ``MAMLKIT_DATA``.
+        download: when neither ``root`` nor ``MAMLKIT_DATA`` is given and the cache folder
+            lacks the zips, download them (md5-checked) instead of raising.
+        cache_dir: the cache folder; default :func:`default_cache_dir`.
+        progress: show download progress bars.
+
+    Raises:
+        FileNotFoundError: the folder that was asked for lacks the zips (the message says how
+            to get them).
+    """
+    if root is not None:
+        return _require_zips(Path(root).expanduser(), "the root argument", "call without root")
+    if os.environ.get("MAMLKIT_DATA"):
+        return _require_zips(
+            Path(os.environ["MAMLKIT_DATA"]).expanduser(),
+            "the MAMLKIT_DATA environment variable",
+            "unset MAMLKIT_DATA",
+        )
+
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    missing = _missing_zips(folder)
+    if missing and not download:
+        raise FileNotFoundError(
+            f"Omniglot is not in the cache folder {folder} (missing: {', '.join(missing)}) "
+            "and download=False. Pass download=True, or set MAMLKIT_DATA to a folder holding "
+            f"{BACKGROUND_ZIP} and {EVALUATION_ZIP}."
+        )
+    for name in missing:
+        download_file(OMNIGLOT_URLS[name], folder / name, OMNIGLOT_MD5[name], progress=progress)
+    return folder
+
+
+def _require_zips(folder: Path, source: str, how_to_download: str) -> Path:
+    missing = _missing_zips(folder)
+    if missing:
+        state = "does not exist" if not folder.is_dir() else f"lacks {' and '.join(missing)}"
+        urls = "\n".join(f"  {OMNIGLOT_URLS[name]}" for name in missing)
+        raise FileNotFoundError(
+            f"The Omniglot folder {folder} (given by {source}) {state}; it must hold "
+            f"{BACKGROUND_ZIP} and {EVALUATION_ZIP}. Download them from\n{urls}\ninto that "
+            f"folder, or {how_to_download} to let mamlkit download them automatically into "
+            f"{default_cache_dir()}."
+        )
+    return folder
+
+
+# ------------------------------------------------------------------------ preprocessing
+
+
+def load_omniglot(
+    root: str | Path | None = None,
+    *,
+    cache_dir: str | Path | None = None,
+    download: bool = True,
+    strict: bool = True,
+    progress: bool = True,
+) -> OmniglotData:
+    """Load all Omniglot characters as 28x28 uint8 images, preprocessing them on first use.
+
+    The zips are found as in :func:`find_omniglot`. Preprocessing (about 10 s) resizes each
+    105x105 drawing to 28x28 with a Lanczos filter, inverts it so that strokes are bright,
+    and saves the result as ``omniglot28.npz`` in the cache folder. The cache remembers the
+    size and modification time of the zips and is rebuilt when they change.
+
+    Args:
+        root: folder holding both zips; overrides ``MAMLKIT_DATA`` and the cache folder.
+        cache_dir: where the preprocessed cache (and any download) goes; default
+            :func:`default_cache_dir`.
+        download: allow downloading the zips into the cache folder if they are not found.
+        strict: require the published alphabets and characters (50 alphabets, 1623
+            characters). Pass False for a reduced copy, e.g. a synthetic one in a test;
+            every character must still have 20 drawings of 105x105 pixels.
+        progress: show progress bars.
+
+    Returns:
+        :class:`OmniglotData` with images of shape ``(num_characters, 20, 28, 28)``.
+
+    Raises:
+        FileNotFoundError: the zips were not found (see :func:`find_omniglot`).
+        OmniglotFormatError: a zip is corrupt or laid out differently.
+    """
+    folder = find_omniglot(root, download=download, cache_dir=cache_dir, progress=progress)
+    cache_folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    cache_path = cache_folder / CACHE_FILE
+    fingerprint = _fingerprint(folder)
+
+    data = _read_cache(cache_path, fingerprint)
+    if data is None:
+        data = _preprocess(folder, strict=strict, progress=progress)
+        _write_cache(cache_path, data, fingerprint)
+    if strict:
+        # Checked on cache hits too: a cache built with strict=False says nothing about counts.
+        _check_published_counts(data.characters, data.background, folder)
+    return data
+
+
+def _fingerprint(folder: Path) -> str:
+    """What identifies the source zips and the preprocessing, as a JSON string."""
+    sources = {}
+    for name in sorted(OMNIGLOT_MD5):
+        stat = (folder / name).stat()
+        sources[name] = [stat.st_size, stat.st_mtime_ns]
+    return json.dumps({"version": PREPROCESSING_VERSION, "size": IMAGE_SIZE, "sources": sources})
+
+
+def _read_cache(path: Path, fingerprint: str) -> OmniglotData | None:
+    """The cached data, or None if there is no usable cache for this fingerprint."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as cache:
+            if str(cache["fingerprint"]) != fingerprint:
+                print(f"Omniglot source or preprocessing changed; rebuilding {path}")
+                return None
+            return OmniglotData(
+                images=torch.from_numpy(cache["images"]),
+                characters=cache["characters"].tolist(),
+                background=cache["background"].tolist(),
+            )
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        # A damaged cache is only a lost speed-up: rebuild it rather than fail.
+        print(f"Cannot read the Omniglot cache {path} ({error}); rebuilding it")
+        return None
+
+
+def _write_cache(path: Path, data: OmniglotData, fingerprint: str) -> None:
+    with atomic_write(path) as f:
+        # Uncompressed on purpose: 25 MB that load in milliseconds beat 2 MB that take longer.
+        np.savez(
+            f,
+            images=data.images.numpy(),
+            characters=np.array(data.characters, dtype=str),
+            background=np.array(data.background, dtype=bool),
+            fingerprint=np.array(fingerprint),
+        )
+
+
+def _bad_zip(path: Path, problem: str) -> OmniglotFormatError:
+    return OmniglotFormatError(
+        f"{path} is not a usable Omniglot zip: {problem}. The file may be truncated or "
+        f"corrupt: delete it and run again to download a fresh copy, or download it yourself "
+        f"from {OMNIGLOT_URLS.get(path.name, OMNIGLOT_BASE_URL)}."
+    )
+
+
+def _list_characters(archive: zipfile.ZipFile, path: Path) -> dict[str, list[str]]:
+    """Map ``"Alphabet/characterNN"`` to its 20 PNG entry names, in drawing order.
+
+    Checks the layout ``images_<set>/<Alphabet>/characterNN/IIII_DD.png`` and that every
+    character has exactly the drawings 01..20.
+    """
+    top = path.name.removesuffix(".zip")  # "images_background" or "images_evaluation"
+    drawings: dict[str, dict[int, str]] = {}
+    for entry in archive.namelist():
+        if entry.endswith("/") or entry.startswith("__MACOSX/"):
+            continue  # folders, and the resource forks macOS adds to zips
+        parts = entry.split("/")
+        if len(parts) != 4 or parts[0] != top or not parts[2].startswith("character"):
+            raise _bad_zip(path, f"unexpected entry {entry!r}, expected {top}/<Alphabet>/"
+                                 "characterNN/IIII_DD.png")  # fmt: skip
+        match = _PNG_NAME.match(parts[3])
+        if match is None:
+            raise _bad_zip(path, f"unexpected file name {entry!r}, expected IIII_DD.png")
+        drawings.setdefault(f"{parts[1]}/{parts[2]}", {})[int(match.group(1))] = entry
+
+    if not drawings:
+        raise _bad_zip(path, f"it holds no PNG files under {top}/")
+    expected = list(range(1, DRAWINGS_PER_CHARACTER + 1))
+    for character, by_index in drawings.items():
+        if sorted(by_index) != expected:
+            raise _bad_zip(
+                path,
+                f"{character} has drawings {sorted(by_index)}, but every Omniglot character "
+                f"has exactly the drawings 1..{DRAWINGS_PER_CHARACTER}",
+            )
+    return {name: [by_index[i] for i in expected] for name, by_index in drawings.items()}
+
+
+def _check_published_counts(characters: list[str], background: list[bool], folder: Path) -> None:
+    """Raise unless every alphabet and its number of characters match the published zips."""
+    for zip_name, published in _PUBLISHED_ALPHABETS.items():
+        is_background = zip_name == BACKGROUND_ZIP
+        counts: dict[str, int] = {}
+        for name, flag in zip(characters, background):
+            if flag == is_background:
+                alphabet = name.split("/")[0]
+                counts[alphabet] = counts.get(alphabet, 0) + 1
+        if counts != published:
+            missing = sorted(set(published) - set(counts))
+            unexpected = sorted(set(counts) - set(published))
+            wrong = sorted(a for a in set(counts) & set(published) if counts[a] != published[a])
+            raise OmniglotFormatError(
+                f"{folder / zip_name} has {len(counts)} alphabets and {sum(counts.values())} "
+                f"characters, but the published zip has {len(published)} and "
+                f"{sum(published.values())} (missing alphabets: {missing or 'none'}; "
+                f"unexpected: {unexpected or 'none'}; wrong character counts: "
+                f"{wrong or 'none'}). For a deliberately reduced copy pass strict=False; "
+                "otherwise delete the zip and download it again."
+            )
+
+
+def _preprocess(folder: Path, *, strict: bool, progress: bool) -> OmniglotData:
+    """Decode, resize and invert every drawing of both zips (the slow step, done once)."""
+    paths = {name: folder / name for name in (BACKGROUND_ZIP, EVALUATION_ZIP)}
+    archives: dict[str, zipfile.ZipFile] = {}
+    try:
+        sources: dict[str, tuple[str, list[str]]] = {}  # character -> (zip name, entries)
+        for zip_name, path in paths.items():
+            try:
+                archives[zip_name] = zipfile.ZipFile(path)
+            except (zipfile.BadZipFile, OSError) as error:
+                raise _bad_zip(path, str(error)) from error
+            for character, entries in _list_characters(archives[zip_name], path).items():
+                if character in sources:
+                    raise OmniglotFormatError(
+                        f"{character} appears in both {BACKGROUND_ZIP} and {EVALUATION_ZIP} "
+                        f"in {folder}; each alphabet belongs to exactly one of them."
+                    )
+                sources[character] = (zip_name, entries)
+
+        characters = sorted(sources)
+        background = [sources[c][0] == BACKGROUND_ZIP for c in characters]
+        if strict:  # fail before the slow part
+            _check_published_counts(characters, background, folder)
+
+        images = np.empty(
+            (len(characters), DRAWINGS_PER_CHARACTER, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8
+        )
+        with tqdm(
+            total=len(characters) * DRAWINGS_PER_CHARACTER,
+            desc=f"Preprocessing Omniglot to {IMAGE_SIZE}x{IMAGE_SIZE}",
+            unit="img",
+            disable=not progress,
+        ) as bar:
+            for i, character in enumerate(characters):
+                zip_name, entries = sources[character]
+                for j, entry in enumerate(entries):
+                    images[i, j] = _load_drawing(archives[zip_name], entry, paths[zip_name])
+                    bar.update()
+    finally:
+        for archive in archives.values():
+            archive.close()
+    return OmniglotData(torch.from_numpy(images), characters, background)
+
+
+def _load_drawing(archive: zipfile.ZipFile, entry: str, path: Path) -> np.ndarray:
+    """One drawing as a ``(28, 28)`` uint8 array, strokes = 255."""
+    try:
+        image = Image.open(io.BytesIO(archive.read(entry)))
+        image.load()
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        # PIL.UnidentifiedImageError is an OSError; a bad CRC is a BadZipFile.
+        raise _bad_zip(path, f"cannot decode {entry} ({error})") from error
+    if image.size != (SOURCE_SIZE, SOURCE_SIZE):
+        raise _bad_zip(path, f"{entry} is {image.size[0]}x{image.size[1]} pixels, "
+                             f"expected {SOURCE_SIZE}x{SOURCE_SIZE}")  # fmt: skip
+    # Pillow resizes 1-bit images with nearest neighbour whatever filter is asked for, so
+    # convert to 8-bit grey first: only then does LANCZOS really anti-alias.
+    small = image.convert("L").resize((IMAGE_SIZE, IMAGE_SIZE), resample=Image.Resampling.LANCZOS)
+    return 255 - np.asarray(small, dtype=np.uint8)  # black strokes on white -> bright strokes
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+def split_characters(
+    characters: Sequence[str], scheme: str = "maml", seed: int = 1
+) -> dict[str, list[int]]:
+    """Split characters into meta-train, meta-val and meta-test, as indices into ``characters``.
+
+    Schemes:
+
+    - ``"maml"`` (Finn et al. 2017): sort the names, shuffle them with
+      ``random.Random(seed)``, take 1100 train, 100 val and the rest (423 of 1623) as test.
+      The MAML code shuffled an unsorted ``os.listdir`` order; sorting first makes the split
+      the same on every machine.
+    - ``"vinyals"`` (Vinyals et al. 2016, used by ProtoNets and torchmeta): fixed by alphabet,
+      1028 / 172 / 423 characters. ``seed`` is not used.
+
+    Args:
+        characters: names ``"Alphabet/characterNN"``, e.g. ``OmniglotData.characters``.
+        scheme: ``"maml"`` or ``"vinyals"``.
+        seed: seed of the ``"maml"`` shuffle.
+
+    Returns:
+        ``{"train": [...], "val": [...], "test": [...]}``, disjoint lists of indices into
+        ``characters``, each sorted ascending.
+    """
+    if len(set(characters)) != len(characters):
+        raise ValueError("characters contains duplicate names; each character must appear once")
+    if scheme == "maml":
+        return _maml_split(characters, seed)
+    if scheme == "vinyals":
+        return _vinyals_split(characters)
+    raise ValueError(f"unknown split scheme {scheme!r}; allowed: {', '.join(map(repr, SPLIT_SCHEMES))}")
+
+
+_MAML_NUM_TRAIN = 1100
+_MAML_NUM_VAL = 100
+
+
+def _maml_split(characters: Sequence[str], seed: int) -> dict[str, list[int]]:
+    if len(characters) <= _MAML_NUM_TRAIN + _MAML_NUM_VAL:
+        raise ValueError(
+            f"the 'maml' split takes {_MAML_NUM_TRAIN} train and {_MAML_NUM_VAL} val characters "
+            f"and the rest as test, so it needs more than {_MAML_NUM_TRAIN + _MAML_NUM_VAL}, but "
+            f"{len(characters)} were given"
+        )
+    order = sorted(range(len(characters)), key=lambda i: characters[i])
+    random.Random(seed).shuffle(order)
+    cut_val, cut_test = _MAML_NUM_TRAIN, _MAML_NUM_TRAIN + _MAML_NUM_VAL
+    parts = {"train": order[:cut_val], "val": order[cut_val:cut_test], "test": order[cut_test:]}
+    return {name: sorted(indices) for name, indices in parts.items()}
+
+
+# The Vinyals split, by alphabet: validation takes five background alphabets; training takes
+# the other 25 background alphabets, seven evaluation alphabets and the first 41 of the 45
+# Gurmukhi characters; testing takes the last four Gurmukhi characters and the other 12
+# evaluation alphabets.
+_VINYALS_VAL_ALPHABETS = {"Armenian", "Bengali", "Early_Aramaic", "Hebrew", "Mkhedruli_(Georgian)"}
+_VINYALS_TRAIN_EVALUATION_ALPHABETS = {
+    "Angelic", "Atemayar_Qelisayer", "Atlantean", "Aurek-Besh", "Avesta", "Ge_ez", "Glagolitic",
+}  # fmt: skip
+_VINYALS_SHARED_ALPHABET = "Gurmukhi"
+_VINYALS_SHARED_LAST_TRAIN = 41
+
+
+def _vinyals_split_of(character: str) -> str:
+    """``"train"``, ``"val"`` or ``"test"`` for one ``"Alphabet/characterNN"`` name."""
+    match = _CHARACTER_NAME.match(character)
+    if match is None:
+        raise ValueError(f"cannot parse character name {character!r}; expected 'Alphabet/characterNN'")
+    alphabet, number = match.group(1), int(match.group(2))
+    if alphabet in _VINYALS_VAL_ALPHABETS:
+        return "val"
+    if alphabet in BACKGROUND_ALPHABETS or alphabet in _VINYALS_TRAIN_EVALUATION_ALPHABETS:
+        return "train"
+    if alphabet == _VINYALS_SHARED_ALPHABET:
+        return "train" if number <= _VINYALS_SHARED_LAST_TRAIN else "test"
+    if alphabet in EVALUATION_ALPHABETS:
+        return "test"
+    raise ValueError(
+        f"{character!r} is not from one of the 50 published Omniglot alphabets, so the "
+        "'vinyals' split does not place it; use scheme='maml' or your own indices"
+    )
+
+
+def _vinyals_split(characters: Sequence[str]) -> dict[str, list[int]]:
+    parts: dict[str, list[int]] = {name: [] for name in SPLIT_NAMES}
+    for i, character in enumerate(characters):
+        parts[_vinyals_split_of(character)].append(i)
+    return parts
