@@ -295,8 +295,9 @@ def _write_cache(path: Path, data: OmniglotData, fingerprint: str) -> None:
 def _bad_zip(path: Path, problem: str) -> OmniglotFormatError:
     return OmniglotFormatError(
         f"{path} is not a usable Omniglot zip: {problem}. The file may be truncated or "
-        f"corrupt: delete it and run again to download a fresh copy, or download it yourself "
-        f"from {OMNIGLOT_URLS.get(path.name, OMNIGLOT_BASE_URL)}."
+        f"corrupt: delete it and download it again from "
+        f"{OMNIGLOT_URLS.get(path.name, OMNIGLOT_BASE_URL)} (in the cache folder, mamlkit "
+        "downloads a fresh copy by itself)."
     )
 
 
@@ -313,8 +314,8 @@ def _list_characters(archive: zipfile.ZipFile, path: Path) -> dict[str, list[str
             continue  # folders, and the resource forks macOS adds to zips
         parts = entry.split("/")
         if len(parts) != 4 or parts[0] != top or not parts[2].startswith("character"):
-            raise _bad_zip(path, f"unexpected entry {entry!r}, expected {top}/<Alphabet>/"
-                                 "characterNN/IIII_DD.png")  # fmt: skip
+            layout = f"{top}/<Alphabet>/characterNN/IIII_DD.png"
+            raise _bad_zip(path, f"unexpected entry {entry!r}, expected {layout}")
         match = _PNG_NAME.match(parts[3])
         if match is None:
             raise _bad_zip(path, f"unexpected file name {entry!r}, expected IIII_DD.png")
@@ -338,7 +339,7 @@ def _check_published_counts(characters: list[str], background: list[bool], folde
     for zip_name, published in _PUBLISHED_ALPHABETS.items():
         is_background = zip_name == BACKGROUND_ZIP
         counts: dict[str, int] = {}
-        for name, flag in zip(characters, background):
+        for name, flag in zip(characters, background, strict=True):
             if flag == is_background:
                 alphabet = name.split("/")[0]
                 counts[alphabet] = counts.get(alphabet, 0) + 1
@@ -409,8 +410,9 @@ def _load_drawing(archive: zipfile.ZipFile, entry: str, path: Path) -> np.ndarra
         # PIL.UnidentifiedImageError is an OSError; a bad CRC is a BadZipFile.
         raise _bad_zip(path, f"cannot decode {entry} ({error})") from error
     if image.size != (SOURCE_SIZE, SOURCE_SIZE):
-        raise _bad_zip(path, f"{entry} is {image.size[0]}x{image.size[1]} pixels, "
-                             f"expected {SOURCE_SIZE}x{SOURCE_SIZE}")  # fmt: skip
+        width, height = image.size
+        expected = f"{SOURCE_SIZE}x{SOURCE_SIZE}"
+        raise _bad_zip(path, f"{entry} is {width}x{height} pixels, expected {expected}")
     # Pillow resizes 1-bit images with nearest neighbour whatever filter is asked for, so
     # convert to 8-bit grey first: only then does LANCZOS really anti-alias.
     small = image.convert("L").resize((IMAGE_SIZE, IMAGE_SIZE), resample=Image.Resampling.LANCZOS)
@@ -449,7 +451,9 @@ def split_characters(
         return _maml_split(characters, seed)
     if scheme == "vinyals":
         return _vinyals_split(characters)
-    raise ValueError(f"unknown split scheme {scheme!r}; allowed: {', '.join(map(repr, SPLIT_SCHEMES))}")
+    raise ValueError(
+        f"unknown split scheme {scheme!r}; allowed: {', '.join(map(repr, SPLIT_SCHEMES))}"
+    )
 
 
 _MAML_NUM_TRAIN = 1100
@@ -486,7 +490,9 @@ def _vinyals_split_of(character: str) -> str:
     """``"train"``, ``"val"`` or ``"test"`` for one ``"Alphabet/characterNN"`` name."""
     match = _CHARACTER_NAME.match(character)
     if match is None:
-        raise ValueError(f"cannot parse character name {character!r}; expected 'Alphabet/characterNN'")
+        raise ValueError(
+            f"cannot parse character name {character!r}; expected 'Alphabet/characterNN'"
+        )
     alphabet, number = match.group(1), int(match.group(2))
     if alphabet in _VINYALS_VAL_ALPHABETS:
         return "val"

@@ -115,10 +115,12 @@ class OmniglotTaskSampler:
         scheme: str = "maml",
         seed: int = 1,
         rotate: bool = True,
-    ) -> "OmniglotTaskSampler":
+    ) -> OmniglotTaskSampler:
         """A sampler over one split (``"train"``, ``"val"`` or ``"test"``) of ``data``."""
         if split not in SPLIT_NAMES:
-            raise ValueError(f"unknown split {split!r}; allowed: {', '.join(map(repr, SPLIT_NAMES))}")
+            raise ValueError(
+                f"unknown split {split!r}; allowed: {', '.join(map(repr, SPLIT_NAMES))}"
+            )
         indices = split_characters(data.characters, scheme, seed)[split]
         return cls(data.images, indices, n_way, k_shot, n_query, rotate=rotate, split_name=split)
 
@@ -141,7 +143,9 @@ class OmniglotTaskSampler:
         All randomness comes from ``generator``: the same generator state gives the same batch.
         """
         if not isinstance(meta_batch_size, int) or meta_batch_size < 1:
-            raise ValueError(f"meta_batch_size must be a positive integer, but got {meta_batch_size!r}")
+            raise ValueError(
+                f"meta_batch_size must be a positive integer, but got {meta_batch_size!r}"
+            )
         T, N, K, Q = meta_batch_size, self.n_way, self.k_shot, self.n_query
         num_drawings = self.images.shape[1]
 
