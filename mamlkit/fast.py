@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from mamlkit.functional import Params
-from mamlkit.inner_loop import InnerLR, LossFn, sgd_step
+from mamlkit.inner_loop import InnerLR, LossFn, gradient_step
 from mamlkit.tasks import TaskBatch
 
 
@@ -44,8 +44,7 @@ def adapt_tasks(
     adapted = {name: p.expand(num_tasks, *p.shape) for name, p in params.items()}
     for _ in range(inner_steps):
         losses = loss_fn(model.forward_tasks(adapted, x_support), y_support)  # (T,)
-        grads = torch.autograd.grad(losses.sum(), tuple(adapted.values()), create_graph=not first_order)
-        adapted = sgd_step(adapted, grads, inner_lr)
+        adapted = gradient_step(losses.sum(), adapted, inner_lr, first_order)
     return adapted
 
 

@@ -58,10 +58,12 @@ def init_inner_lrs(params: Params, inner_lr: float) -> dict[str, torch.Tensor]:
     Pass the result as ``inner_lr`` to :func:`adapt` and give its values to the outer
     optimiser next to θ: the outer loop then learns how far each tensor should move.
     """
+    ### BEGIN SOLUTION (Exercise 3.3)
     return {
         name: torch.tensor(float(inner_lr), dtype=p.dtype, device=p.device, requires_grad=True)
         for name, p in params.items()
     }
+    ### END SOLUTION
 
 
 def learning_rate(inner_lr: InnerLR, name: str) -> Union[float, torch.Tensor]:
@@ -69,11 +71,36 @@ def learning_rate(inner_lr: InnerLR, name: str) -> Union[float, torch.Tensor]:
     return inner_lr[name] if isinstance(inner_lr, Mapping) else inner_lr
 
 
-def sgd_step(params: Params, grads: tuple[torch.Tensor, ...], inner_lr: InnerLR) -> Params:
-    """φ − α·g for every tensor, as new tensors (never in place: θ must stay in the graph)."""
-    return {
-        name: p - learning_rate(inner_lr, name) * g for (name, p), g in zip(params.items(), grads)
-    }
+def first_order_gradients(loss: torch.Tensor, params: Params) -> tuple[torch.Tensor, ...]:
+    """∇φ loss as constants: plain numbers, with no graph leading back to θ (first-order MAML)."""
+    ### BEGIN SOLUTION (Exercise 3.2)
+    # Without create_graph the returned gradients are not connected to θ: the outer
+    # gradient then treats them as constants.
+    return torch.autograd.grad(loss, tuple(params.values()))
+    ### END SOLUTION
+
+
+def gradient_step(loss: torch.Tensor, params: Params, inner_lr: InnerLR,
+                  first_order: bool = False) -> Params:
+    """One step of gradient descent, φ − α·∇φ loss, returned as new tensors.
+
+    Args:
+        loss: scalar loss computed from ``params`` (for many tasks at once: the sum of their
+            losses, whose gradient holds every task's own gradient).
+        params: φ, ``{name: tensor}``.
+        inner_lr: α, a number or ``{name: scalar tensor}``.
+        first_order: treat the gradient as a constant (see :func:`first_order_gradients`).
+    """
+    if first_order:
+        grads = first_order_gradients(loss, params)
+    else:
+        ### BEGIN SOLUTION (Exercise 2.1)
+        # create_graph=True keeps the gradient a differentiable function of θ: this is what
+        # makes the outer gradient second order.
+        grads = torch.autograd.grad(loss, tuple(params.values()), create_graph=True)
+        ### END SOLUTION
+    # New tensors, never an in-place update: θ must stay untouched and in the graph.
+    return {name: p - learning_rate(inner_lr, name) * g for (name, p), g in zip(params.items(), grads)}
 
 
 def adapt(
@@ -105,14 +132,10 @@ def adapt(
     check_params(model, params)
     check_inner_loop_args(inner_lr, inner_steps, params)
     check_task(x_support, y_support, "support")
-    adapted = dict(params)
+    ### BEGIN SOLUTION (Exercise 2.1)
+    adapted = dict(params)  # φ₀ = θ: the same tensors, so gradients reach θ
     for _ in range(inner_steps):
         loss = loss_fn(forward(model, adapted, x_support), y_support)
-        grads = torch.autograd.grad(
-            loss,
-            tuple(adapted.values()),
-            # Keeping the graph of the gradient is what makes this second-order MAML.
-            create_graph=not first_order,
-        )
-        adapted = sgd_step(adapted, grads, inner_lr)
+        adapted = gradient_step(loss, adapted, inner_lr, first_order)
     return adapted
+    ### END SOLUTION

@@ -57,10 +57,12 @@ def meta_loss(
     losses, outputs = [], []
     for i in range(tasks.num_tasks):
         task = tasks.task(i)
+        ### BEGIN SOLUTION (Exercise 3.1)
         adapted = adapt(model, params, task.x_support, task.y_support, loss_fn,
                         inner_lr, inner_steps, first_order)
         query_outputs = forward(model, adapted, task.x_query)
         losses.append(loss_fn(query_outputs, task.y_query))
+        ### END SOLUTION
         outputs.append(query_outputs.detach())
     return torch.stack(losses).mean(), torch.stack(outputs)
 

@@ -149,6 +149,7 @@ class OmniglotTaskSampler:
         T, N, K, Q = meta_batch_size, self.n_way, self.k_shot, self.n_query
         num_drawings = self.images.shape[1]
 
+        ### BEGIN SOLUTION (Exercise 4.1)
         # The positions of the N largest of i.i.d. random keys, largest first, are the first N
         # entries of a uniformly random permutation: N distinct characters in random order, so
         # label n (position n) goes to a random character. topk does this without a full sort;
@@ -179,6 +180,7 @@ class OmniglotTaskSampler:
             y_query=labels.repeat_interleave(Q).expand(T, N * Q).clone(),
         )
         return batch, TaskInfo(characters, drawings, rotations)
+        ### END SOLUTION
 
     def __repr__(self) -> str:
         return (

@@ -1,0 +1,121 @@
+"""Command line of the classroom edition: ``python -m mamlkit.classroom COMMAND``.
+
+Commands:
+    build-student OUT   write the student edition of the repository into OUT
+    verify              check that each exercise's tests pass with the solution, fail without
+    grade               run the exercises' tests and print the points (``--json`` to save)
+    check ID            run one exercise's tests, as ``check_exercise`` does in a notebook
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .exercises import EXERCISES
+from .grade import POLICIES, GradingError, grade, verify_exercise_tests
+from .hints import check_exercise
+from .student import BuildError, build_student_edition, find_leaks
+
+
+def _build_student(args: argparse.Namespace) -> int:
+    try:
+        report = build_student_edition(args.src, args.out, force=args.force)
+    except BuildError as err:
+        print(err, file=sys.stderr)
+        return 1
+    print(report.summary())
+    leaks = find_leaks(args.out)
+    if leaks:
+        print(f"Leak check: {len(leaks)} problem(s); do not hand this edition out:", file=sys.stderr)
+        for leak in leaks:
+            print(f"  {leak}", file=sys.stderr)
+        return 1
+    print("Leak check: clean.")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    try:
+        problems = verify_exercise_tests(args.src, timeout=args.timeout)
+    except (BuildError, GradingError) as err:
+        print(err, file=sys.stderr)
+        return 1
+    for problem in problems:
+        print(problem)
+    if problems:
+        return 1
+    print(f"All {len(EXERCISES)} exercises: tests pass with the solutions and fail with the stubs.")
+    return 0
+
+
+def _grade(args: argparse.Namespace) -> int:
+    try:
+        tests = str(args.tests.resolve()) if args.tests is not None else "tests"
+        report = grade(args.root, tests_dir=tests, policy=args.policy, timeout=args.timeout)
+    except GradingError as err:
+        print(err, file=sys.stderr)
+        return 1
+    print(report.table())
+    if args.verbose:
+        print(report.pytest_output)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        args.json.write_text(text, encoding="utf-8")
+        print(f"Wrote {args.json}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    try:
+        return 0 if check_exercise(args.exercise, root=args.root, timeout=args.timeout) else 1
+    except (ValueError, FileNotFoundError, GradingError) as err:
+        print(err, file=sys.stderr)
+        return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m mamlkit.classroom",
+        description="Build the student edition of the course, check its exercises' tests, grade.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    build = commands.add_parser("build-student", help="write the student edition into OUT")
+    build.add_argument("out", type=Path, help="output folder (empty, or only a .git folder, unless --force)")
+    build.add_argument("--src", type=Path, default=Path.cwd(), help="the instructor edition (default: .)")
+    build.add_argument("--force", action="store_true", help="replace OUT's contents, keeping OUT/.git")
+    build.set_defaults(run=_build_student)
+
+    verify = commands.add_parser("verify", help="tests pass with the solutions and fail with the stubs")
+    verify.add_argument("--src", type=Path, default=Path.cwd(), help="the instructor edition (default: .)")
+    verify.add_argument("--timeout", type=float, default=None, help="seconds allowed per test run")
+    verify.set_defaults(run=_verify)
+
+    grade_ = commands.add_parser("grade", help="run the exercises' tests and print the points")
+    grade_.add_argument("--root", type=Path, default=Path.cwd(), help="repository to grade (default: .)")
+    grade_.add_argument(
+        "--tests", type=Path, default=None,
+        help="the tests to run (default: ROOT/tests); point it at the course's copy, so edited tests do not count",
+    )
+    grade_.add_argument("--json", type=Path, default=None, help="also write the grade as JSON here")
+    grade_.add_argument("--policy", choices=POLICIES, default=POLICIES[0], help="how tests become points")
+    grade_.add_argument("--timeout", type=float, default=None, help="seconds allowed for the test run")
+    grade_.add_argument("-v", "--verbose", action="store_true", help="also print pytest's output")
+    grade_.set_defaults(run=_grade)
+
+    check = commands.add_parser("check", help="run one exercise's tests")
+    check.add_argument("exercise", help="e.g. 2.1")
+    check.add_argument("--root", type=Path, default=Path.cwd(), help="repository (default: .)")
+    check.add_argument("--timeout", type=float, default=600)
+    check.set_defaults(run=_check)
+
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

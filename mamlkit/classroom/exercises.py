@@ -1,0 +1,190 @@
+"""The course's exercises: the one list that stubs, pytest markers, notebooks and grading share.
+
+Every exercise has an id such as ``"2.1"``. The same id appears in four places:
+
+- the solution region in the code, ``### BEGIN SOLUTION (Exercise 2.1)`` ... ``### END SOLUTION``;
+- the message of the stub that replaces it in the student edition,
+  ``NotImplementedError("Exercise 2.1: ...")``;
+- the pytest marker of its tests, ``@pytest.mark.ex2_1`` (see :func:`marker_name`);
+- the heading of the notebook section that introduces it, ``## Exercise 2.1 · The inner loop``.
+
+To add an exercise, add an :class:`Exercise` to :data:`EXERCISES`; ``tests/conftest.py``
+registers its marker and the grader picks it up.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = [
+    "EXERCISES",
+    "Exercise",
+    "exercise_id_from_marker",
+    "get_exercise",
+    "marker_expression",
+    "marker_name",
+]
+
+_ID = re.compile(r"^[1-9][0-9]*\.[1-9][0-9]*$")
+_MARKER = re.compile(r"^ex([1-9][0-9]*)_([1-9][0-9]*)$")
+
+
+def marker_name(exercise_id: str) -> str:
+    """The pytest marker of an exercise: ``"2.1"`` -> ``"ex2_1"``."""
+    if not _ID.match(exercise_id):
+        raise ValueError(f"exercise ids look like '2.1' (chapter.number), got {exercise_id!r}")
+    return "ex" + exercise_id.replace(".", "_")
+
+
+def exercise_id_from_marker(marker: str) -> str | None:
+    """The inverse of :func:`marker_name`: ``"ex2_1"`` -> ``"2.1"``; ``None`` for other markers."""
+    match = _MARKER.match(marker)
+    return f"{match[1]}.{match[2]}" if match else None
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise of the course.
+
+    Attributes:
+        id: ``"chapter.number"``, e.g. ``"2.1"``.
+        title: a short noun phrase, shown in stub messages and grade tables.
+        points: what the exercise is worth when all of its tests pass.
+        notebook: the notebook that introduces it, relative to the repository root.
+        module: the package file the learner edits, or ``None`` for an exercise solved in
+            the notebook itself.
+        task: what the learner does, phrased to fit "<task> in <file>", e.g. "implement
+            ``adapt``"; the notebook hint shows it when the learner reaches the stub.
+        solution_only: strings that occur only inside the solution (a private helper's name,
+            say). The leak check fails if one of them is left in the student edition.
+    """
+
+    id: str
+    title: str
+    points: int
+    notebook: str
+    module: str | None = None
+    task: str = ""
+    solution_only: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        marker_name(self.id)  # validates the id
+        if self.points <= 0:
+            raise ValueError(f"Exercise {self.id}: points must be positive, got {self.points}")
+        if not self.notebook.endswith(".ipynb"):
+            raise ValueError(f"Exercise {self.id}: notebook must be an .ipynb path, got {self.notebook!r}")
+        if self.module is not None and not self.module.endswith(".py"):
+            raise ValueError(f"Exercise {self.id}: module must be a .py path or None, got {self.module!r}")
+
+    @property
+    def marker(self) -> str:
+        """The pytest marker of this exercise's tests, e.g. ``"ex2_1"``."""
+        return marker_name(self.id)
+
+    @property
+    def label(self) -> str:
+        """``"Exercise 2.1"``: how the exercise is named in code, notebooks and messages."""
+        return f"Exercise {self.id}"
+
+    def stub_message(self, *, in_notebook: bool = False) -> str:
+        """The message of the ``NotImplementedError`` that replaces the solution."""
+        if in_notebook:
+            return f"{self.label}: {self.title}; replace this line with your code"
+        return f"{self.label}: {self.title}; see {self.notebook}"
+
+
+#: The exercises of the course, in the order the notebooks introduce them.
+EXERCISES: tuple[Exercise, ...] = (
+    Exercise(
+        id="1.1",
+        title="autograd warm-up: Q = 3a³ − b² and backward()",
+        points=10,
+        notebook="notebooks/01_autograd_basics.ipynb",
+        task="compute Q and its gradients with backward()",
+    ),
+    Exercise(
+        id="1.2",
+        title="gradients as values with torch.autograd.grad",
+        points=10,
+        notebook="notebooks/01_autograd_basics.ipynb",
+        task="compute the same gradients with torch.autograd.grad",
+    ),
+    Exercise(
+        id="2.1",
+        title="the inner loop `adapt`",
+        points=10,
+        notebook="notebooks/02_inner_loop.ipynb",
+        module="mamlkit/inner_loop.py",
+        task="implement `adapt`",
+    ),
+    Exercise(
+        id="3.1",
+        title="the second-order outer step (meta-loss)",
+        points=20,
+        notebook="notebooks/03_outer_loop.ipynb",
+        module="mamlkit/outer_loop.py",
+        task="implement `meta_loss`",
+    ),
+    Exercise(
+        id="3.2",
+        title="first-order MAML",
+        points=10,
+        notebook="notebooks/03_outer_loop.ipynb",
+        module="mamlkit/inner_loop.py",
+        task="make `adapt` stop gradients through the inner loop when first_order=True",
+    ),
+    Exercise(
+        id="3.3",
+        title="learned inner learning rates",
+        points=10,
+        notebook="notebooks/03_outer_loop.ipynb",
+        module="mamlkit/inner_loop.py",
+        task="implement `init_inner_lrs`",
+    ),
+    Exercise(
+        id="4.1",
+        title="the Omniglot task sampler",
+        points=10,
+        notebook="notebooks/04_omniglot.ipynb",
+        module="mamlkit/data/sampler.py",
+        task="implement the task sampler",
+    ),
+    Exercise(
+        id="4.2",
+        title="the 95% confidence interval of evaluation",
+        points=10,
+        notebook="notebooks/04_omniglot.ipynb",
+        module="mamlkit/evaluate.py",
+        task="implement `mean_confidence_interval`",
+    ),
+)
+
+
+def _check_unique(exercises: tuple[Exercise, ...]) -> None:
+    seen: set[str] = set()
+    for exercise in exercises:
+        if exercise.id in seen:
+            raise ValueError(f"Exercise {exercise.id} is listed twice in the registry")
+        seen.add(exercise.id)
+
+
+_check_unique(EXERCISES)
+
+
+def get_exercise(key: str, exercises: tuple[Exercise, ...] = EXERCISES) -> Exercise:
+    """Look an exercise up by ``"2.1"``, ``"Exercise 2.1"`` or its marker ``"ex2_1"``."""
+    text = key.strip()
+    if text.lower().startswith("exercise"):
+        text = text[len("exercise"):].strip()
+    text = exercise_id_from_marker(text) or text
+    for exercise in exercises:
+        if exercise.id == text:
+            return exercise
+    known = ", ".join(e.id for e in exercises)
+    raise ValueError(f"no exercise {key!r}; the course has exercises {known}")
+
+
+def marker_expression(exercises: tuple[Exercise, ...] = EXERCISES) -> str:
+    """A pytest ``-m`` expression selecting the tests of all ``exercises``: ``"ex1_1 or ex1_2"``."""
+    return " or ".join(exercise.marker for exercise in exercises)
