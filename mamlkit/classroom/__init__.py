@@ -12,7 +12,7 @@ The exercises themselves are listed once, in :mod:`.exercises`. Command line::
 
     python -m mamlkit.classroom build-student OUT [--force]
     python -m mamlkit.classroom verify
-    python -m mamlkit.classroom grade [--root DIR] [--json PATH] [--policy proportional]
+    python -m mamlkit.classroom grade [--root DIR] [--tests DIR] [--json PATH] [--policy proportional]
     python -m mamlkit.classroom check 2.1
 """
 

@@ -15,7 +15,7 @@ Scoring policy, chosen per call:
 A test that is skipped, errors, or was never run counts as not passed; an exercise with no
 tests earns nothing (the table says "no tests"), so a broken test file cannot go unnoticed.
 
-Run it as ``python -m mamlkit.classroom grade [--root DIR] [--json PATH]``.
+Run it as ``python -m mamlkit.classroom grade [--root DIR] [--tests DIR] [--json PATH]``.
 """
 
 from __future__ import annotations

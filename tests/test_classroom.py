@@ -1,0 +1,642 @@
+"""Tests of the classroom edition (mamlkit/classroom): student build, leak check, grading, hints.
+
+Everything runs on small synthetic repositories in ``tmp_path`` with a toy registry, so these
+tests do not depend on where the course's own solution markers are.
+
+Solution markers are written as ``{BEGIN}`` / ``{END}`` inside f-strings: a line of this file
+that started with a real marker would itself be stubbed when the course is built.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from mamlkit.classroom.__main__ import main as classroom_main
+from mamlkit.classroom.exercises import (
+    EXERCISES,
+    Exercise,
+    exercise_id_from_marker,
+    get_exercise,
+    marker_expression,
+    marker_name,
+)
+from mamlkit.classroom.grade import grade, verify_exercise_tests
+from mamlkit.classroom.hints import _raised_in, check_exercise, exercise_hint, install_exercise_hints
+from mamlkit.classroom.student import (
+    BEGIN_MARKER as BEGIN,
+    END_MARKER as END,
+    BuildError,
+    MarkerError,
+    build_student_edition,
+    find_leaks,
+    stub_notebook,
+    stub_python,
+)
+
+TOY = (
+    Exercise(
+        id="1.1",
+        title="toy warm-up",
+        points=10,
+        notebook="notebooks/01_toy.ipynb",
+        task="square the input",
+    ),
+    Exercise(
+        id="2.1",
+        title="the toy inner loop `adapt`",
+        points=20,
+        notebook="notebooks/02_toy.ipynb",
+        module="mamlkit/loop.py",
+        task="implement `adapt`",
+        solution_only=("_secret_helper",),
+    ),
+)
+
+STUB_2_1 = 'raise NotImplementedError("Exercise 2.1: the toy inner loop `adapt`; see notebooks/02_toy.ipynb")'
+
+
+def write(root: Path, rel: str, text: str) -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# --------------------------------------------------------------------------------------------
+# The registry and the markers
+
+
+def test_registry_ids_markers_and_paths_are_consistent():
+    ids = [e.id for e in EXERCISES]
+    assert len(ids) == len(set(ids)), f"duplicate exercise ids in the registry: {ids}"
+    for exercise in EXERCISES:
+        assert exercise.marker == "ex" + exercise.id.replace(".", "_")
+        assert exercise_id_from_marker(exercise.marker) == exercise.id
+        assert exercise.notebook.startswith("notebooks/"), exercise
+        assert exercise.module is None or exercise.module.startswith("mamlkit/"), exercise
+        assert exercise.task, f"{exercise.label} needs a task for the notebook hint"
+    assert get_exercise("3.1").points == 20
+
+
+def test_marker_helpers():
+    assert marker_name("2.1") == "ex2_1"
+    assert marker_name("12.3") == "ex12_3"
+    assert exercise_id_from_marker("slow") is None
+    assert marker_expression(TOY) == "ex1_1 or ex2_1"
+    with pytest.raises(ValueError, match="chapter.number"):
+        marker_name("2_1")
+
+
+@pytest.mark.parametrize("key", ["2.1", "Exercise 2.1", "ex2_1", " exercise 2.1 "])
+def test_get_exercise_accepts_every_spelling_of_an_id(key):
+    assert get_exercise(key, TOY).id == "2.1"
+
+
+def test_get_exercise_names_the_known_ids():
+    with pytest.raises(ValueError, match="the course has exercises 1.1, 2.1"):
+        get_exercise("9.9", TOY)
+
+
+def test_conftest_registers_one_marker_per_exercise(pytestconfig):
+    registered = pytestconfig.getini("markers")
+    for exercise in EXERCISES:
+        assert any(line.startswith(f"{exercise.marker}: {exercise.label}") for line in registered), (
+            f"tests/conftest.py should register the marker {exercise.marker}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Stubbing Python files
+
+
+def test_stub_replaces_regions_at_the_indentation_of_the_begin_marker():
+    source = textwrap.dedent(f'''\
+        import torch
+
+
+        class Learner:
+            def adapt(self, params):
+                """Docstring: kept."""
+                if not params:
+                    raise ValueError("no params")
+                {BEGIN} (Exercise 2.1)
+                grads = _secret_helper(params)
+                return params - grads
+                {END}
+
+
+        def outer():
+            def inner(x):
+                {BEGIN} (Exercise 1.1)
+                return x * x
+                {END}
+            return inner
+        ''')
+    stubbed, regions = stub_python(source, "mamlkit/loop.py", TOY)
+    assert stubbed == textwrap.dedent(f'''\
+        import torch
+
+
+        class Learner:
+            def adapt(self, params):
+                """Docstring: kept."""
+                if not params:
+                    raise ValueError("no params")
+                {STUB_2_1}
+
+
+        def outer():
+            def inner(x):
+                raise NotImplementedError("Exercise 1.1: toy warm-up; see notebooks/01_toy.ipynb")
+            return inner
+        ''')
+    assert [(r.exercise_id, r.line) for r in regions] == [("2.1", 9), ("1.1", 17)]
+
+
+def test_stubbed_code_raises_the_exercise_message(tmp_path):
+    source = f"def adapt(x):\n    {BEGIN} (Exercise 2.1)\n    return x + 1\n    {END}\n"
+    stubbed, _ = stub_python(source, "mamlkit/loop.py", TOY)
+    namespace: dict = {}
+    exec(compile(stubbed, "loop.py", "exec"), namespace)
+    with pytest.raises(NotImplementedError, match=r"^Exercise 2\.1: the toy inner loop"):
+        namespace["adapt"](1)
+
+
+def test_windows_line_endings_are_kept():
+    source = f"def f():\r\n    {BEGIN} (Exercise 1.1)\r\n    return 1\r\n    {END}\r\nx = 1\r\n"
+    stubbed, _ = stub_python(source, "f.py", TOY)
+    assert stubbed.splitlines(keepends=True)[1].endswith('notebooks/01_toy.ipynb")\r\n')
+    assert stubbed.endswith("x = 1\r\n")
+
+
+def test_lines_that_only_mention_the_markers_are_left_alone():
+    source = textwrap.dedent(f'''\
+        MARKER = "{BEGIN}"
+        """A solution starts at a line ``{BEGIN} (Exercise 2.1)``."""
+        x = 1  # {END}
+        ''')
+    assert stub_python(source, "doc.py", TOY) == (source, [])
+
+
+@pytest.mark.parametrize(
+    "body, line, message",
+    [
+        (f"    {BEGIN}\n    return 1\n    {END}\n", 2, "does not say which exercise"),
+        (f"    {BEGIN} (Exercise 9.9)\n    return 1\n    {END}\n", 2, "unknown Exercise 9.9; the registry"),
+        (f"    return 1\n    {END}\n", 3, "END SOLUTION without a BEGIN SOLUTION"),
+        (f"    {BEGIN} (Exercise 2.1)\n    {BEGIN} (Exercise 1.1)\n", 3, "regions cannot nest"),
+        (f"    {BEGIN} (Exercise 2.1)\n    return 1\n", 2, "has no matching END SOLUTION"),
+        (f"    {BEGIN} (exercise 2.1)\n    return 1\n    {END}\n", 2, "malformed solution marker"),
+        (
+            f"    {BEGIN} (Exercise 2.1)\n    return 1\n    {END} (Exercise 1.1)\n",
+            4,
+            "closes the region of Exercise 2.1",
+        ),
+    ],
+    ids=["no-id", "unknown-id", "end-without-begin", "nested", "unclosed", "malformed", "mismatched-end"],
+)
+def test_marker_errors_name_file_and_line(body, line, message):
+    with pytest.raises(MarkerError, match=message) as info:
+        stub_python("def f():\n" + body, "mamlkit/loop.py", TOY)
+    assert str(info.value).startswith(f"mamlkit/loop.py:{line}: "), (
+        f"the error should point at mamlkit/loop.py:{line}, got: {info.value}"
+    )
+
+
+def test_a_region_that_splits_a_statement_is_an_error():
+    source = f"def f(x):\n    {BEGIN} (Exercise 2.1)\n    if x:\n    {END}\n        return 1\n"
+    with pytest.raises(MarkerError, match="not valid Python"):
+        stub_python(source, "mamlkit/loop.py", TOY)
+
+
+def test_the_classroom_code_itself_has_no_marker_lines():
+    # Its docstrings and tests talk about the markers; none of those lines may be a marker,
+    # or building the course would stub the builder.
+    root = Path(__file__).resolve().parents[1]
+    files = sorted((root / "mamlkit/classroom").glob("*.py")) + [Path(__file__), root / "tests/conftest.py"]
+    for path in files:
+        _, regions = stub_python(path.read_text(encoding="utf-8"), path.name, EXERCISES)
+        assert regions == [], f"{path.name} has solution marker lines: {regions}"
+
+
+# --------------------------------------------------------------------------------------------
+# Stubbing notebooks
+
+
+def toy_notebook() -> dict:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# 01 · Toy\n\n## Exercise 1.1 · Squares"),
+        nbformat.v4.new_code_cell(
+            f"xs = [1, 2, 3]\nfor x in xs:\n    {BEGIN}\n    print(x * x)\n    {END}\nprint('done')",
+            execution_count=3,
+            outputs=[nbformat.v4.new_output("stream", text="1\n4\n9\ndone\n")],
+            metadata={"execution": {"iopub.execute_input": "2024-01-01T00:00:00Z"}, "tags": ["keep"]},
+        ),
+        nbformat.v4.new_markdown_cell("## Summary"),
+        nbformat.v4.new_code_cell(f"{BEGIN} (Exercise 2.1)\nanswer = 42\n{END}\n", execution_count=4),
+        nbformat.v4.new_code_cell("answer", execution_count=5),
+    ]
+    return json.loads(nbformat.writes(nb))
+
+
+def test_notebook_cells_get_a_prompt_and_a_stub_and_lose_their_outputs():
+    nb, regions, named = stub_notebook(toy_notebook(), "notebooks/01_toy.ipynb", TOY)
+    cells = nb["cells"]
+    # The marker in cell 2 has no id: it takes the exercise of its heading.
+    assert "".join(cells[1]["source"]) == (
+        "xs = [1, 2, 3]\nfor x in xs:\n"
+        "    # YOUR CODE HERE (Exercise 1.1)\n"
+        '    raise NotImplementedError("Exercise 1.1: toy warm-up; replace this line with your code")\n'
+        "print('done')"
+    )
+    assert "".join(cells[3]["source"]).startswith(
+        "# YOUR CODE HERE (Exercise 2.1)\nraise NotImplementedError("
+    )
+    for cell in cells:
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None
+    assert cells[1]["metadata"] == {"tags": ["keep"]}, "run timestamps must go, other metadata stays"
+    assert [(r.exercise_id, r.cell, r.line) for r in regions] == [("1.1", 2, 3), ("2.1", 4, 1)]
+    assert named == {"1.1"}
+    nbformat.validate(nbformat.reads(json.dumps(nb), as_version=4))
+
+
+def test_a_notebook_marker_without_id_outside_an_exercise_section_is_an_error():
+    nb = toy_notebook()
+    nb["cells"][3]["source"] = f"{BEGIN}\nanswer = 42\n{END}\n"
+    with pytest.raises(MarkerError, match=r"^notebooks/01_toy.ipynb cell 4, line 1: .*under a heading"):
+        stub_notebook(nb, "notebooks/01_toy.ipynb", TOY)
+
+
+def test_markdown_answers_are_replaced_too():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(f"Why?\n\n{BEGIN} (Exercise 1.1)\nBecause.\n{END}\n")]
+    stubbed, regions, _ = stub_notebook(json.loads(nbformat.writes(nb)), "nb.ipynb", TOY)
+    assert "".join(stubbed["cells"][0]["source"]) == "Why?\n\nYOUR ANSWER HERE (Exercise 1.1)\n"
+    assert [(r.exercise_id, r.cell) for r in regions] == [("1.1", 1)]
+
+
+# --------------------------------------------------------------------------------------------
+# Building a whole repository
+
+
+def make_course(root: Path) -> Path:
+    """A tiny instructor edition: a package, a notebook, tests, a binary asset and some litter."""
+    write(root, "README.md", "# Toy course\n")
+    write(root, "mamlkit/__init__.py", '"""The toy package."""\nWHERE = "toy course"\n')
+    write(root, "mamlkit/loop.py", f'''\
+        def _secret_helper(x):
+            return x + 1
+
+
+        def adapt(x):
+            """One step of the toy inner loop."""
+            {BEGIN} (Exercise 2.1)
+            return _secret_helper(x)
+            {END}
+        ''')
+    write(root, "tests/test_loop.py", '''\
+        import pytest
+
+        from mamlkit.loop import adapt
+
+
+        @pytest.mark.ex2_1
+        def test_adapt_adds_one():
+            assert adapt(1) == 2, "adapt(1) should take one step from 1 to 2"
+        ''')
+    nb = toy_notebook()
+    (root / "notebooks").mkdir()
+    (root / "notebooks/01_toy.ipynb").write_text(json.dumps(nb, indent=2), encoding="utf-8")
+    (root / "assets").mkdir()
+    (root / "assets/weights.bin").write_bytes(bytes(range(256)) * 4)
+    write(root, "mamlkit/__pycache__/loop.cpython-311.pyc", "stale bytecode")
+    write(root, ".ipynb_checkpoints/01_toy-checkpoint.ipynb", "{}")
+    return root
+
+
+def test_build_writes_stubs_and_copies_everything_else(tmp_path):
+    src = make_course(tmp_path / "src")
+    report = build_student_edition(src, tmp_path / "student", exercises=TOY)
+    out = tmp_path / "student"
+    assert report.files == [
+        "README.md",
+        "assets/weights.bin",
+        "mamlkit/__init__.py",
+        "mamlkit/loop.py",
+        "notebooks/01_toy.ipynb",
+        "tests/test_loop.py",
+    ], "caches and checkpoints must not be copied"
+    assert sorted(tree_bytes(out)) == report.files
+    for rel in ("README.md", "assets/weights.bin", "mamlkit/__init__.py", "tests/test_loop.py"):
+        assert (out / rel).read_bytes() == (src / rel).read_bytes(), f"{rel} should be copied byte for byte"
+    loop = (out / "mamlkit/loop.py").read_text(encoding="utf-8")
+    assert f"    {STUB_2_1}\n" in loop and "return _secret_helper(x)" not in loop
+    built_nb = json.loads((out / "notebooks/01_toy.ipynb").read_text(encoding="utf-8"))
+    assert all(c.get("outputs", []) == [] for c in built_nb["cells"])
+    # The regions are where the registry says, except that 2.1 has a region in the 01 notebook.
+    assert any("Exercise 2.1 has a solution region in notebooks/01_toy.ipynb" in w for w in report.warnings)
+    assert "notebooks/02_toy.ipynb (Exercise 2.1) is not in the repository" in report.warnings
+
+
+def test_building_twice_gives_identical_files(tmp_path):
+    src = make_course(tmp_path / "src")
+    build_student_edition(src, tmp_path / "a", exercises=TOY)
+    build_student_edition(src, tmp_path / "b", exercises=TOY)
+    first, second = tree_bytes(tmp_path / "a"), tree_bytes(tmp_path / "b")
+    assert first == second
+    # Rebuilding in place over an earlier build changes nothing either.
+    build_student_edition(src, tmp_path / "a", exercises=TOY, force=True)
+    assert tree_bytes(tmp_path / "a") == first
+
+
+def test_a_git_repository_hands_out_only_tracked_files(tmp_path):
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    src = make_course(tmp_path / "src")
+    write(src, ".gitignore", "__pycache__/\n.ipynb_checkpoints/\n")
+    git = ["git", "-C", str(src), "-c", "user.name=Course", "-c", "user.email=course@example.org"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "course"], check=True)
+    write(src, "notes_for_instructors.md", "the answer is 42\n")  # untracked
+    report = build_student_edition(src, tmp_path / "student", exercises=TOY)
+    assert ".gitignore" in report.files
+    assert "notes_for_instructors.md" not in report.files
+    assert not (tmp_path / "student/.git").exists()
+
+
+def test_a_marker_error_stops_the_build_before_anything_is_written(tmp_path):
+    src = make_course(tmp_path / "src")
+    write(src, "mamlkit/broken.py", f"def f():\n    {BEGIN} (Exercise 7.7)\n    return 1\n    {END}\n")
+    write(src, "mamlkit/open.py", f"def g():\n    {BEGIN} (Exercise 2.1)\n    return 1\n")
+    with pytest.raises(BuildError) as info:
+        build_student_edition(src, tmp_path / "student", exercises=TOY)
+    assert [e.split(": ")[0] for e in info.value.errors] == ["mamlkit/broken.py:2", "mamlkit/open.py:2"]
+    assert not (tmp_path / "student").exists()
+
+
+def test_an_existing_output_is_replaced_only_with_force_and_its_git_folder_kept(tmp_path):
+    src = make_course(tmp_path / "src")
+    out = tmp_path / "student"
+    write(out, "old_file.txt", "from an earlier build")
+    write(out, ".git/HEAD", "ref: refs/heads/main\n")
+    with pytest.raises(BuildError, match="not empty"):
+        build_student_edition(src, out, exercises=TOY)
+    build_student_edition(src, out, exercises=TOY, force=True)
+    assert not (out / "old_file.txt").exists()
+    assert (out / ".git/HEAD").read_text() == "ref: refs/heads/main\n"
+    with pytest.raises(BuildError, match="would contain the source"):
+        build_student_edition(src, tmp_path, exercises=TOY, force=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Leak check
+
+
+def test_a_fresh_build_has_no_leaks(tmp_path):
+    src = make_course(tmp_path / "src")
+    # The helper's definition is outside the region in make_course; move it inside.
+    write(src, "mamlkit/loop.py", f'''\
+        def adapt(x):
+            {BEGIN} (Exercise 2.1)
+            def _secret_helper(x):
+                return x + 1
+            return _secret_helper(x)
+            {END}
+        ''')
+    build_student_edition(src, tmp_path / "student", exercises=TOY)
+    assert find_leaks(tmp_path / "student", TOY) == []
+
+
+def test_leaks_are_found_and_located(tmp_path):
+    src = make_course(tmp_path / "src")
+    out = tmp_path / "student"
+    build_student_edition(src, out, exercises=TOY)
+    # make_course defines _secret_helper outside the region: a leak the check must catch.
+    write(out, "mamlkit/extra.py", f"x = 1\n    {END}\n")
+    nb = json.loads((out / "notebooks/01_toy.ipynb").read_text(encoding="utf-8"))
+    nb["cells"][4]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["42\n"]}]
+    (out / "notebooks/01_toy.ipynb").write_text(json.dumps(nb), encoding="utf-8")
+    write(out, "mamlkit/classroom/exercises.py", 'SOLUTION_ONLY = ("_secret_helper",)\n')  # exempt
+
+    leaks = find_leaks(out, TOY)
+
+    assert "mamlkit/extra.py:2: solution marker left in the student edition" in leaks
+    assert "notebooks/01_toy.ipynb cell 5: outputs or an execution count left in the student edition" in leaks
+    assert "mamlkit/loop.py:1: '_secret_helper', which only the solution of Exercise 2.1 uses" in leaks
+    assert not any("classroom/exercises.py" in leak for leak in leaks)
+    assert len(leaks) == 3, leaks
+
+
+# --------------------------------------------------------------------------------------------
+# Grading
+
+
+def make_submission(root: Path) -> Path:
+    """A student's repository: Exercise 1.1 solved, Exercise 2.1 half solved."""
+    write(root, "mamlkit/__init__.py", 'WHERE = "submission"\n')
+    write(root, "mamlkit/loop.py", "def square(x):\n    return x * x\n\n\ndef adapt(x):\n    return x + 1\n")
+    write(root, "tests/test_toy.py", '''\
+        import pytest
+
+        import mamlkit
+        from mamlkit.loop import adapt, square
+
+
+        @pytest.mark.ex1_1
+        def test_square():
+            assert square(3) == 9
+
+
+        @pytest.mark.ex1_1
+        def test_imports_the_submission_not_the_installed_package():
+            assert mamlkit.WHERE == "submission"
+
+
+        @pytest.mark.ex2_1
+        def test_adapt_one_step():
+            assert adapt(1) == 2
+
+
+        @pytest.mark.ex2_1
+        def test_adapt_two_steps():
+            assert adapt(adapt(1)) == 4, "two steps from 1 should reach 4"
+
+
+        def test_not_an_exercise():
+            assert False, "unmarked tests are not run by the grader"
+        ''')
+    return root
+
+
+def test_grade_scores_each_exercise_from_its_markers(tmp_path):
+    root = make_submission(tmp_path / "alice")
+    report = grade(root, TOY)
+    first, second = report.results
+    assert (first.num_passed, first.num_tests, first.points_earned) == (2, 2, 10)
+    assert (second.num_passed, second.num_tests, second.points_earned) == (1, 2, 0)
+    assert (report.points_earned, report.points_possible) == (10, 30)
+    failed = [t for t in second.tests if not t.passed]
+    assert [t.nodeid for t in failed] == ["tests/test_toy.py::test_adapt_two_steps"]
+    assert failed[0].outcome == "failed"
+    assert "two steps from 1 should reach 4" in failed[0].message
+    assert not (root / "tests/__pycache__").exists(), "grading must not write into the submission"
+
+    table = report.table()
+    assert "2.1       the toy inner loop `adapt`" in table
+    assert "1/2" in table and "0/20" in table and "10/30" in table
+    assert "test_adapt_two_steps: failed - AssertionError: two steps from 1 should reach 4" in table
+
+
+def test_proportional_policy_gives_partial_credit(tmp_path):
+    report = grade(make_submission(tmp_path / "alice"), TOY, policy="proportional")
+    assert [r.points_earned for r in report.results] == [10, 10]
+    with pytest.raises(ValueError, match="policy must be one of"):
+        grade(tmp_path / "alice", TOY, policy="generous")
+
+
+def test_a_test_file_that_fails_to_import_is_reported_and_the_rest_still_graded(tmp_path):
+    root = make_submission(tmp_path / "bob")
+    write(root, "tests/test_broken.py", "import pytest\nfrom mamlkit.loop import missing\n")
+    report = grade(root, TOY)
+    assert [e["nodeid"] for e in report.collection_errors] == ["tests/test_broken.py"]
+    assert "missing" in report.collection_errors[0]["message"]
+    assert report.results[0].points_earned == 10
+    assert "Could not collect tests/test_broken.py" in report.table()
+
+
+def test_grading_with_the_course_copy_of_the_tests_ignores_edited_tests(tmp_path):
+    official = make_submission(tmp_path / "official") / "tests"
+    root = make_submission(tmp_path / "mallory")
+    write(root, "tests/test_toy.py", "import pytest\n\n\n@pytest.mark.ex2_1\ndef test_adapt():\n    pass\n")
+    assert grade(root, TOY).results[1].points_earned == 20
+    assert grade(root, TOY, tests_dir=str(official)).results[1].points_earned == 0
+
+
+def test_cli_grade_writes_json(tmp_path, capsys):
+    root = make_submission(tmp_path / "alice")
+    out = tmp_path / "grades/alice.json"
+    # The CLI grades the course's own registry: Exercise 1.1 and 2.1 are in it too.
+    assert classroom_main(["grade", "--root", str(root), "--json", str(out)]) == 0
+    data = json.loads(out.read_text(encoding="utf-8"))
+    by_id = {e["id"]: e for e in data["exercises"]}
+    assert (by_id["1.1"]["tests_passed"], by_id["1.1"]["tests_total"]) == (2, 2)
+    assert by_id["2.1"]["points_earned"] == 0 and by_id["2.1"]["tests_total"] == 2
+    assert by_id["3.1"]["tests_total"] == 0
+    assert data["points_earned"] == by_id["1.1"]["points_possible"]
+    assert data["policy"] == "all-or-nothing"
+    assert "Total" in capsys.readouterr().out
+
+
+def test_verify_flags_tests_that_pass_without_the_solution(tmp_path):
+    src = make_course(tmp_path / "src")
+    write(src, "tests/test_loosely.py", '''\
+        import pytest
+
+        from mamlkit.loop import adapt
+
+
+        @pytest.mark.ex2_1
+        def test_adapt_exists():
+            assert callable(adapt)
+        ''')
+    problems = verify_exercise_tests(src, TOY)
+    assert problems == [
+        "Exercise 1.1 has no tests (none carries @pytest.mark.ex1_1)",
+        "Exercise 2.1: tests/test_loosely.py::test_adapt_exists passes in the student edition, "
+        "without the solution",
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Hints for learners
+
+
+def test_exercise_hint_tells_the_learner_what_to_do_next():
+    hint = exercise_hint(NotImplementedError("Exercise 2.1: the toy inner loop `adapt`; see ..."), TOY)
+    assert hint == (
+        "Exercise 2.1 is not done yet: implement `adapt` in mamlkit/loop.py, then run check_exercise('2.1')."
+    )
+    hint = exercise_hint(NotImplementedError("Exercise 1.1: toy warm-up; replace this line"), TOY)
+    assert "in the cell marked '# YOUR CODE HERE (Exercise 1.1)' in notebooks/01_toy.ipynb" in hint
+    assert exercise_hint(NotImplementedError("subclasses implement forward"), TOY) is None
+    assert exercise_hint(ValueError("Exercise 2.1: not a stub"), TOY) is None
+
+
+def test_install_exercise_hints_is_a_no_op_outside_ipython():
+    install_exercise_hints()  # must not fail
+
+
+def test_the_hint_says_where_a_library_stub_was_raised(tmp_path):
+    source = f"def adapt(x):\n    {BEGIN} (Exercise 2.1)\n    return x\n    {END}\n"
+    stubbed, _ = stub_python(source, "loop.py", TOY)
+    namespace: dict = {}
+    exec(compile(stubbed, str(tmp_path / "mamlkit" / "loop.py"), "exec"), namespace)
+    with pytest.raises(NotImplementedError) as info:
+        namespace["adapt"](1)
+    assert _raised_in(info.tb, tmp_path.resolve()) == "adapt (mamlkit/loop.py:2)"
+    assert _raised_in(info.tb, tmp_path.resolve() / "elsewhere") is None
+
+
+def test_ipython_shows_the_hint_instead_of_a_traceback():
+    # A fresh interpreter, so the IPython shell does not outlive this test.
+    script = textwrap.dedent('''\
+        from IPython.core.interactiveshell import InteractiveShell
+        from mamlkit.classroom.hints import install_exercise_hints
+
+        shell = InteractiveShell.instance()
+        install_exercise_hints()
+        assert shell.custom_exceptions == (NotImplementedError,)
+        stub = shell.run_cell('raise NotImplementedError("Exercise 2.1: the inner loop `adapt`; see notes")')
+        print("STUB FAILED:", stub.error_in_exec is not None)
+        other = shell.run_cell('raise NotImplementedError("not an exercise")')
+        print("OTHER FAILED:", other.error_in_exec is not None)
+        ''')
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Exercise 2.1 is not done yet: implement `adapt` in mamlkit/inner_loop.py" in output
+    assert "STUB FAILED: True" in output, "the cell must still fail, so that Run All stops there"
+    assert "Traceback" in output and "not an exercise" in output, "other errors keep their traceback"
+    assert output.count("Traceback") == 1
+    assert "OTHER FAILED: True" in output
+
+
+def test_check_exercise_prints_what_passes(tmp_path, capsys):
+    root = make_submission(tmp_path / "alice")
+    assert check_exercise("1.1", root=root, exercises=TOY) is True
+    assert "✓ Exercise 1.1 (toy warm-up): all 2 tests pass." in capsys.readouterr().out
+    assert check_exercise("ex2_1", root=root, exercises=TOY) is False
+    out = capsys.readouterr().out
+    assert "✗ Exercise 2.1 (the toy inner loop `adapt`): 1 of 2 tests pass." in out
+    assert "✗ test_adapt_two_steps (failed): AssertionError: two steps from 1 should reach 4" in out
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+
+
+def test_cli_build_student_runs_the_leak_check(tmp_path, capsys):
+    src = make_course(tmp_path / "src")
+    out = tmp_path / "student"
+    # The course registry has no Exercise 2.1 helper named _secret_helper, so this is clean.
+    assert classroom_main(["build-student", str(out), "--src", str(src)]) == 0
+    printed = capsys.readouterr().out
+    assert "Student edition written to" in printed and "Leak check: clean." in printed
+    assert classroom_main(["build-student", str(out), "--src", str(src)]) == 1
+    assert "not empty" in capsys.readouterr().err
+
