@@ -41,10 +41,18 @@ def _show(ax, image: torch.Tensor) -> None:
     ax.set_yticks([])
 
 
-def _pretty_alphabet(name: str, max_chars: int = 18) -> str:
-    """``"Japanese_(hiragana)"`` -> ``"Japanese (hiragana)"``, shortened to fit a small title."""
+def _pretty(name: str, max_chars: int = 18) -> str:
+    """``"Japanese_(hiragana)"`` -> ``"Japanese (hiragana)"``, shortened to fit a small label."""
     text = name.replace("_", " ")
     return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
+
+
+def _character_label(name: str) -> str:
+    """``"Mkhedruli_(Georgian)/character12"`` -> ``"Mkhedruli (Geor… #12"``; other names shortened."""
+    alphabet, _, character = name.partition("/character")
+    if character.isdigit():
+        return f"{_pretty(alphabet, 16)} #{int(character)}"
+    return _pretty(name, 22)
 
 
 def plot_alphabets(
@@ -77,13 +85,13 @@ def plot_alphabets(
         raise ValueError("no characters to show")
     ncols = min(ncols, len(alphabets))
     nrows = -(-len(alphabets) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.25 * ncols, 1.45 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.3 * ncols, 1.45 * nrows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, alphabet in zip(axes.flat, alphabets):
         ax.axis("on")
         _show(ax, images[first_character[alphabet], drawing])
-        ax.set_title(_pretty_alphabet(alphabet), fontsize=6.5)
+        ax.set_title(_pretty(alphabet, 15), fontsize=6.5)
     fig.suptitle(f"One character from each of {len(alphabets)} alphabets", fontsize=10)
     fig.tight_layout()
     return fig
@@ -105,7 +113,8 @@ def plot_task(
             rotated by ``r * 90`` degrees), e.g. ``TaskInfo.rotations``; shown in the row
             label when given.
         task_index: which task of the batch to show.
-        class_names: ``N`` names shown in the row labels (e.g. the characters' names).
+        class_names: ``N`` names shown in the row labels, e.g. the characters' names
+            ``"Alphabet/characterNN"`` (shown shortened, as ``"Alphabet #NN"``).
 
     Returns:
         A Figure with ``N`` rows: the class's ``K`` support images, then its ``Q`` query images.
@@ -137,7 +146,7 @@ def plot_task(
                              color="tab:blue" if j < k_shot else "tab:orange")
         label = f"label {n}"
         if class_names is not None:
-            label += f"\n{class_names[n]}"
+            label += f"\n{_character_label(class_names[n])}"
         if rotations is not None:
             label += f"\nrotated {90 * int(rotations[n])}°"
         axes[n, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7.5)
