@@ -93,8 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-root", default=None)
     evaluate.add_argument("--json", help="also write the result to this JSON file")
 
-    bench = commands.add_parser("bench", help="time one meta-step against other implementations")
-    bench.add_argument("rest", nargs=argparse.REMAINDER, help="options of mamlkit.bench")
+    # ``bench`` hands all its arguments to mamlkit.bench (see main); listed here for --help.
+    commands.add_parser("bench", help="time one meta-step against other implementations "
+                                      "(python -m mamlkit bench --help)", add_help=False)
     return parser
 
 
@@ -134,14 +135,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        from mamlkit.bench import main as bench_main
+
+        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":
             return cmd_train(args)
-        if args.command == "evaluate":
-            return cmd_evaluate(args)
-        from mamlkit.bench import main as bench_main
-        return bench_main(args.rest)
+        return cmd_evaluate(args)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
