@@ -25,6 +25,7 @@ def table_rows(out: str, contender: str) -> list:
     return [line for line in out.splitlines() if line.startswith(f"| {contender} |")]
 
 
+@pytest.mark.ex2_1
 def test_quick_run_prints_a_table_per_setting_and_the_gradients_agree(tmp_path, capsys):
     path = tmp_path / "bench.json"
     assert bench.main(QUICK + ["--skip-memory", "--json", str(path)]) == 0
@@ -45,6 +46,7 @@ def test_quick_run_prints_a_table_per_setting_and_the_gradients_agree(tmp_path, 
             assert len(r["times_s"]) == 1
 
 
+@pytest.mark.ex2_1
 def test_memory_table_covers_inner_steps_and_the_chunked_fast_path(tmp_path, capsys):
     path = tmp_path / "bench.json"
     argv = QUICK + ["--settings", "paper-5way", "--contenders", "mamlkit-fast", "loop-reference",
@@ -72,6 +74,7 @@ def test_rss_probe_runs_in_a_fresh_process_and_returns_the_same_gradient():
     assert bench.relative_error(grads, here) < 1e-6
 
 
+@pytest.mark.ex2_1
 def test_missing_higher_is_skipped_with_a_note(monkeypatch, capsys):
     monkeypatch.setattr(bench, "higher_available", lambda: False)
     assert bench.main(QUICK + ["--settings", "paper-5way", "--skip-memory"]) == 0
@@ -81,12 +84,16 @@ def test_missing_higher_is_skipped_with_a_note(monkeypatch, capsys):
     assert table_rows(out, "mamlkit-fast") and table_rows(out, "loop-reference")
 
 
+@pytest.mark.ex2_1
 def test_the_command_line_reaches_the_benchmark(capsys):
     assert cli_main(["bench", "--"] + QUICK + ["--settings", "cs330", "--skip-memory",
                                                "--contenders", "mamlkit-fast"]) == 0
     assert table_rows(capsys.readouterr().out, "mamlkit-fast")
 
 
+@pytest.mark.ex2_1
+@pytest.mark.ex3_1
+@pytest.mark.ex3_2
 def test_loop_reference_is_the_course_loop_and_the_tolerance_catches_first_order():
     setting = dataclasses.replace(bench.quick(bench.SETTINGS["paper-5way"]), channels=3, inner_steps=2)
     problem = bench.make_problem(setting, dtype=torch.float64)

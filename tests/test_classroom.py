@@ -28,7 +28,7 @@ from mamlkit.classroom.exercises import (
     marker_expression,
     marker_name,
 )
-from mamlkit.classroom.grade import grade, verify_exercise_tests
+from mamlkit.classroom.grade import check_student_tests, grade, verify_exercise_tests
 from mamlkit.classroom.hints import _raised_in, check_exercise, exercise_hint, install_exercise_hints
 from mamlkit.classroom.student import (
     BEGIN_MARKER as BEGIN,
@@ -562,6 +562,61 @@ def test_verify_flags_tests_that_pass_without_the_solution(tmp_path):
     ]
 
 
+def test_check_student_tests_names_the_marker_each_failing_test_needs(tmp_path):
+    exercises = TOY + (
+        Exercise(id="3.1", title="the toy outer loop", points=5, notebook="notebooks/01_toy.ipynb",
+                 module="mamlkit/outer.py", task="implement `outer`"),
+    )
+    src = make_course(tmp_path / "src")
+    write(src, "mamlkit/outer.py", f'''\
+        from mamlkit.loop import adapt
+
+
+        def outer(x):
+            y = adapt(x)
+            {BEGIN} (Exercise 3.1)
+            return 2 * y
+            {END}
+        ''')
+    write(src, "tests/test_more.py", '''\
+        import pytest
+
+        from mamlkit.loop import adapt
+        from mamlkit.outer import outer
+
+
+        def test_unmarked_but_needs_adapt():
+            assert adapt(0) == 1
+
+
+        @pytest.mark.ex3_1
+        def test_outer_is_not_marked_with_the_exercise_it_also_needs():
+            assert outer(1) == 4
+
+
+        @pytest.mark.ex2_1
+        def test_fails_for_another_reason():
+            assert adapt is None, "wrong on purpose"
+
+
+        def test_plain():
+            pass
+        ''')
+    build_student_edition(src, tmp_path / "student", exercises=exercises)
+    problems, record = check_student_tests(tmp_path / "student", exercises)
+    assert problems == [
+        "Exercise 1.1 has no tests (none carries @pytest.mark.ex1_1)",
+        "tests/test_more.py::test_unmarked_but_needs_adapt is failed in the student edition: it reaches "
+        "the stub of Exercise 2.1, so mark it @pytest.mark.ex2_1",
+        "Exercise 3.1: tests/test_more.py::test_outer_is_not_marked_with_the_exercise_it_also_needs "
+        "reaches the stub of Exercise 2.1; mark it @pytest.mark.ex2_1 too",
+        "Exercise 2.1: tests/test_more.py::test_fails_for_another_reason is failed in the student edition, "
+        "but not with an exercise stub: AssertionError: wrong on purpose",
+    ]
+    outcomes = {t["nodeid"].split("::")[-1]: t["outcome"] for t in record["tests"]}
+    assert outcomes["test_adapt_adds_one"] == "failed" and outcomes["test_plain"] == "passed"
+
+
 # --------------------------------------------------------------------------------------------
 # Hints for learners
 
@@ -609,7 +664,8 @@ def test_ipython_shows_the_hint_instead_of_a_traceback():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    assert "Exercise 2.1 is not done yet: implement `adapt` in mamlkit/inner_loop.py" in output
+    task = get_exercise("2.1").task  # the course registry's, since the script uses the default
+    assert f"Exercise 2.1 is not done yet: {task} in mamlkit/inner_loop.py" in output
     assert "STUB FAILED: True" in output, "the cell must still fail, so that Run All stops there"
     assert "Traceback" in output and "not an exercise" in output, "other errors keep their traceback"
     assert output.count("Traceback") == 1

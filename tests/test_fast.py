@@ -29,8 +29,10 @@ def test_forward_tasks_equals_the_module_per_task(case):
         assert torch.allclose(batched[i], alone, atol=1e-12)
 
 
-@pytest.mark.parametrize("learned", [False, True])
-@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.ex2_1
+@pytest.mark.ex3_1
+@pytest.mark.parametrize("learned", [False, pytest.param(True, marks=pytest.mark.ex3_3)])
+@pytest.mark.parametrize("first_order", [False, pytest.param(True, marks=pytest.mark.ex3_2)])
 @pytest.mark.parametrize("inner_steps", [1, 3])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_fast_meta_gradient_equals_the_per_task_loop(case, inner_steps, first_order, learned):
@@ -41,13 +43,18 @@ def test_fast_meta_gradient_equals_the_per_task_loop(case, inner_steps, first_or
     wrt = list(params.values()) + (list(lr.values()) if learned else [])
     loop_loss, loop_out = meta_loss(model, params, tasks, loss_fn, lr, inner_steps, first_order)
     fast_loss, fast_out = meta_loss_batched(model, params, tasks, loss_fn, lr, inner_steps, first_order)
-    assert torch.allclose(fast_loss, loop_loss, atol=1e-12)
-    assert torch.allclose(fast_out, loop_out, atol=1e-10)
+    assert torch.allclose(fast_loss, loop_loss, atol=1e-12), (
+        f"the per-task meta_loss gave {loop_loss.item():.10g}, the all-tasks-at-once version "
+        f"{fast_loss.item():.10g}: both use gradient_step, so look at what meta_loss does per task"
+    )
+    assert torch.allclose(fast_out, loop_out, atol=1e-10), "meta_loss's query outputs differ from the fast path's"
     grad_loop = torch.autograd.grad(loop_loss, wrt)
     grad_fast = torch.autograd.grad(fast_loss, wrt)
-    assert relative_error(grad_fast, grad_loop) < 1e-10
+    error = relative_error(grad_fast, grad_loop)
+    assert error < 1e-10, f"meta-gradients of the per-task loop and the fast path differ (relative error {error:.1e})"
 
 
+@pytest.mark.ex2_1
 def test_fast_meta_gradient_matches_finite_differences():
     model, tasks = tiny_conv(), image_tasks(num_tasks=2)
     params = get_params(model)
@@ -61,6 +68,8 @@ def test_fast_meta_gradient_matches_finite_differences():
     assert torch.autograd.gradcheck(f, (theta,), eps=1e-6, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.ex2_1
+@pytest.mark.ex3_1
 def test_float32_fast_path_agrees_with_the_loop_on_the_paper_network():
     """The full-size conv4, float32, as in training: agreement to float32 rounding."""
     model = Conv4(5, generator=torch.Generator().manual_seed(0))
@@ -68,18 +77,23 @@ def test_float32_fast_path_agrees_with_the_loop_on_the_paper_network():
     params = get_params(model)
     loop = torch.autograd.grad(meta_loss(model, params, tasks, cross_entropy, 0.4, 2)[0], list(params.values()))
     fast = torch.autograd.grad(meta_loss_batched(model, params, tasks, cross_entropy, 0.4, 2)[0], list(params.values()))
-    assert relative_error(fast, loop) < 1e-4
+    error = relative_error(fast, loop)
+    assert error < 1e-4, f"float32 meta-gradients of the loop and the fast path differ by {error:.1e} (relative)"
 
 
+@pytest.mark.ex2_1
 def test_adapt_tasks_gives_each_task_its_own_phi():
     model, tasks = tiny_conv(), image_tasks(num_tasks=3)
     params = get_params(model)
     batched = adapt_tasks(model, params, tasks.x_support, tasks.y_support, cross_entropy, 0.4, 2)
     for i in range(3):
         alone = adapt(model, params, tasks.x_support[i], tasks.y_support[i], cross_entropy, 0.4, 2)
-        assert relative_error([batched[n][i] for n in alone], alone.values()) < 1e-12
+        error = relative_error([batched[n][i] for n in alone], alone.values())
+        assert error < 1e-12, f"task {i}: adapt_tasks and adapt give different φ (relative error {error:.1e})"
 
 
+@pytest.mark.ex2_1
+@pytest.mark.ex3_1  # the reference update uses method="loop", the per-task meta_loss
 @pytest.mark.parametrize("method,chunk", [("fast", None), ("fast", 2), ("loop", None)])
 def test_outer_step_is_the_same_update_whatever_the_method(method, chunk):
     model, tasks = tiny_conv(), image_tasks(num_tasks=5)
@@ -90,10 +104,12 @@ def test_outer_step_is_the_same_update_whatever_the_method(method, chunk):
     opt = torch.optim.SGD(list(params.values()), lr=0.1)
     metrics = outer_step(model, params, tasks, opt, cross_entropy, 0.4, 1, method=method,
                          task_chunk_size=chunk, metrics_before=True)
-    assert relative_error(params.values(), reference.values()) < 1e-12
+    error = relative_error(params.values(), reference.values())
+    assert error < 1e-12, f"outer_step(method={method!r}, task_chunk_size={chunk}) moved θ differently from the per-task loop (relative error {error:.1e})"
     assert set(metrics) == {"query_loss", "query_accuracy", "query_before_loss", "query_before_accuracy"}
 
 
+@pytest.mark.ex2_1
 def test_seeded_training_repeats_exactly():
     def run():
         model = Conv4(3, channels=4, generator=torch.Generator().manual_seed(1)).double()

@@ -41,6 +41,7 @@ def test_plot_alphabets_rejects_mismatched_names(images):
         plot_alphabets(images, CHARACTERS[:-1])
 
 
+@pytest.mark.ex4_1
 def test_plot_task_shows_rotation_of_each_class(images):
     sampler = OmniglotTaskSampler(images, None, n_way=3, k_shot=2, n_query=1)
     tasks, info = sampler.sample_with_info(2, torch.Generator().manual_seed(1))
@@ -51,6 +52,7 @@ def test_plot_task_shows_rotation_of_each_class(images):
     assert labels == [f"label {n}\nrotated {90 * int(r)}°" for n, r in enumerate(info.rotations[1])]
 
 
+@pytest.mark.ex4_1
 def test_plot_task_accepts_a_single_task_without_rotations(images):
     sampler = OmniglotTaskSampler(images, None, n_way=2, k_shot=1, n_query=3)
     task = sampler.sample(1, torch.Generator().manual_seed(2)).task(0)

@@ -24,6 +24,7 @@ def rotated(images: torch.Tensor, character: int, drawing: int, r: int) -> torch
     return torch.rot90(images[character, drawing], r, dims=(-2, -1)).float() / 255
 
 
+@pytest.mark.ex4_1
 def test_shapes_dtypes_and_range(images):
     sampler = OmniglotTaskSampler(images, None, n_way=3, k_shot=2, n_query=4)
     batch = sampler.sample(5, torch.Generator().manual_seed(1))
@@ -38,6 +39,7 @@ def test_shapes_dtypes_and_range(images):
         assert 0.0 <= x.min() and x.max() <= 1.0
 
 
+@pytest.mark.ex4_1
 def test_labels_are_balanced_and_grouped(images):
     sampler = OmniglotTaskSampler(images, None, n_way=4, k_shot=3, n_query=2)
     batch = sampler.sample(6, torch.Generator().manual_seed(2))
@@ -46,6 +48,7 @@ def test_labels_are_balanced_and_grouped(images):
         assert batch.y_query[t].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
 
 
+@pytest.mark.ex4_1
 def test_every_image_is_its_class_drawing_rotated_by_the_class_rotation(images):
     n_way, k_shot, n_query = 5, 2, 3
     sampler = OmniglotTaskSampler(images, None, n_way, k_shot, n_query)
@@ -60,6 +63,7 @@ def test_every_image_is_its_class_drawing_rotated_by_the_class_rotation(images):
                 assert torch.equal(batch.x_query[t, n * n_query + j, 0], rotated(images, c, d, r))
 
 
+@pytest.mark.ex4_1
 def test_classes_and_drawings_are_distinct(images):
     sampler = OmniglotTaskSampler(images, None, n_way=10, k_shot=5, n_query=15)
     _, info = sampler.sample_with_info(16, torch.Generator().manual_seed(4))
@@ -69,6 +73,7 @@ def test_classes_and_drawings_are_distinct(images):
             assert sorted(info.drawings[t, n].tolist()) == list(range(20))
 
 
+@pytest.mark.ex4_1
 def test_each_class_gets_its_own_rotation(images):
     # The bug to catch: one rotation shared by a whole task (or by the whole batch).
     sampler = OmniglotTaskSampler(images, None, n_way=5, k_shot=1, n_query=1)
@@ -79,6 +84,7 @@ def test_each_class_gets_its_own_rotation(images):
     assert tasks_with_mixed_rotations >= 30
 
 
+@pytest.mark.ex4_1
 def test_no_rotation_when_disabled(images):
     sampler = OmniglotTaskSampler(images, None, n_way=3, k_shot=1, n_query=1, rotate=False)
     batch, info = sampler.sample_with_info(4, torch.Generator().manual_seed(6))
@@ -87,6 +93,7 @@ def test_no_rotation_when_disabled(images):
     assert torch.equal(batch.x_support[0, 0, 0], images[c, d].float() / 255)
 
 
+@pytest.mark.ex4_1
 def test_labels_go_to_characters_in_random_order(images):
     # With exactly n_way characters every task uses all of them, so only the labelling varies.
     sampler = OmniglotTaskSampler(images, [2, 5, 7], n_way=3, k_shot=1, n_query=1)
@@ -95,6 +102,7 @@ def test_labels_go_to_characters_in_random_order(images):
     assert len({tuple(row.tolist()) for row in info.characters}) > 1
 
 
+@pytest.mark.ex4_1
 def test_only_characters_of_the_split_are_used(images):
     split = [0, 3, 4, 8, 11]
     sampler = OmniglotTaskSampler(images, split, n_way=2, k_shot=1, n_query=1)
@@ -102,6 +110,7 @@ def test_only_characters_of_the_split_are_used(images):
     assert set(info.characters.flatten().tolist()) <= set(split)
 
 
+@pytest.mark.ex4_1
 def test_same_seed_same_batch_and_no_global_randomness(images):
     sampler = OmniglotTaskSampler(images, None, n_way=5, k_shot=1, n_query=2)
     torch.manual_seed(100)

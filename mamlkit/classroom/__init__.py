@@ -4,7 +4,8 @@ Solutions in ``mamlkit/*.py`` and in notebook cells sit between ``### BEGIN SOLU
 and ``### END SOLUTION`` lines. From that one source this package
 
 - builds the student edition, with each solution replaced by a stub (:mod:`.student`);
-- grades a repository, exercise by exercise, from the tests' pytest markers (:mod:`.grade`);
+- grades a repository, exercise by exercise, from the tests' pytest markers, and checks that
+  in the student edition exactly the exercises' tests fail, each at its own stub (:mod:`.grade`);
 - helps learners in notebooks: short hints at unfinished exercises and ``check_exercise``
   (:mod:`.hints`).
 
@@ -17,7 +18,7 @@ The exercises themselves are listed once, in :mod:`.exercises`. Command line::
 """
 
 from .exercises import EXERCISES, Exercise, get_exercise, marker_name
-from .grade import GradeReport, grade, verify_exercise_tests
+from .grade import GradeReport, check_student_tests, grade, verify_exercise_tests
 from .hints import check_exercise, install_exercise_hints
 from .student import BuildError, MarkerError, build_student_edition, find_leaks
 
@@ -29,6 +30,7 @@ __all__ = [
     "MarkerError",
     "build_student_edition",
     "check_exercise",
+    "check_student_tests",
     "find_leaks",
     "get_exercise",
     "grade",

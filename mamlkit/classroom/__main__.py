@@ -2,7 +2,8 @@
 
 Commands:
     build-student OUT   write the student edition of the repository into OUT
-    verify              check that each exercise's tests pass with the solution, fail without
+    verify              check that each exercise's tests pass with the solution and fail at
+                        its stub, and that all other tests pass in the student edition
     grade               run the exercises' tests and print the points (``--json`` to save)
     check ID            run one exercise's tests, as ``check_exercise`` does in a notebook
 """
@@ -47,7 +48,10 @@ def _verify(args: argparse.Namespace) -> int:
         print(problem)
     if problems:
         return 1
-    print(f"All {len(EXERCISES)} exercises: tests pass with the solutions and fail with the stubs.")
+    print(
+        f"All {len(EXERCISES)} exercises: tests pass with the solutions and fail at their own stubs; "
+        "every other test passes in the student edition too."
+    )
     return 0
 
 

@@ -94,29 +94,36 @@ class Exercise:
         return f"{self.label}: {self.title}; see {self.notebook}"
 
 
-#: The exercises of the course, in the order the notebooks introduce them.
+#: The exercises of the course, in the order the notebooks introduce them. Each ``task`` and
+#: ``solution_only`` matches the solution regions in ``module``; keep them in step when the
+#: solution changes (``tests/test_student_edition.py`` builds the student edition and checks).
 EXERCISES: tuple[Exercise, ...] = (
     Exercise(
         id="1.1",
-        title="autograd warm-up: Q = 3a³ − b² and backward()",
+        title="`q_gradients`: Q = 3a³ − b² with backward()",
         points=10,
         notebook="notebooks/01_autograd_basics.ipynb",
-        task="compute Q and its gradients with backward()",
+        module="mamlkit/autograd_warmups.py",
+        task="implement `q_gradients` (compute Q, call backward on it, return a.grad and b.grad)",
+        solution_only=("3 * a**3 - b**2", "Q.backward("),
     ),
     Exercise(
         id="1.2",
-        title="gradients as values with torch.autograd.grad",
+        title="`product_gradients`: gradients as values with torch.autograd.grad",
         points=10,
         notebook="notebooks/01_autograd_basics.ipynb",
-        task="compute the same gradients with torch.autograd.grad",
+        module="mamlkit/autograd_warmups.py",
+        task="implement `product_gradients` with one call of torch.autograd.grad",
+        solution_only=("torch.autograd.grad(x * y",),
     ),
     Exercise(
         id="2.1",
-        title="the inner loop `adapt`",
+        title="the inner loop: `gradient_step` and `adapt`",
         points=10,
         notebook="notebooks/02_inner_loop.ipynb",
         module="mamlkit/inner_loop.py",
-        task="implement `adapt`",
+        task="write the second-order gradient in `gradient_step` and the loop of `adapt`",
+        solution_only=("tuple(params.values()), create_graph=True", "adapted = gradient_step(loss, adapted"),
     ),
     Exercise(
         id="3.1",
@@ -124,7 +131,8 @@ EXERCISES: tuple[Exercise, ...] = (
         points=20,
         notebook="notebooks/03_outer_loop.ipynb",
         module="mamlkit/outer_loop.py",
-        task="implement `meta_loss`",
+        task="complete the per-task loop of `meta_loss` (adapt to the support set, then the query loss)",
+        solution_only=("losses.append(loss_fn(query_outputs, task.y_query))",),
     ),
     Exercise(
         id="3.2",
@@ -132,7 +140,8 @@ EXERCISES: tuple[Exercise, ...] = (
         points=10,
         notebook="notebooks/03_outer_loop.ipynb",
         module="mamlkit/inner_loop.py",
-        task="make `adapt` stop gradients through the inner loop when first_order=True",
+        task="implement `first_order_gradients` (the inner gradient as a constant)",
+        solution_only=("return torch.autograd.grad(loss, tuple(params.values()))",),
     ),
     Exercise(
         id="3.3",
@@ -141,22 +150,25 @@ EXERCISES: tuple[Exercise, ...] = (
         notebook="notebooks/03_outer_loop.ipynb",
         module="mamlkit/inner_loop.py",
         task="implement `init_inner_lrs`",
+        solution_only=("torch.tensor(float(inner_lr), dtype=p.dtype",),
     ),
     Exercise(
         id="4.1",
         title="the Omniglot task sampler",
         points=10,
-        notebook="notebooks/04_omniglot.ipynb",
+        notebook="notebooks/04_omniglot_maml.ipynb",
         module="mamlkit/data/sampler.py",
-        task="implement the task sampler",
+        task="implement `OmniglotTaskSampler.sample_with_info`",
+        solution_only=("keys.topk(",),
     ),
     Exercise(
         id="4.2",
         title="the 95% confidence interval of evaluation",
         points=10,
-        notebook="notebooks/04_omniglot.ipynb",
+        notebook="notebooks/04_omniglot_maml.ipynb",
         module="mamlkit/evaluate.py",
         task="implement `mean_confidence_interval`",
+        solution_only=("1.96 * values.std(unbiased=True).item() / math.sqrt(n)",),
     ),
 )
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,7 +30,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .exercises import EXERCISES, Exercise, exercise_id_from_marker, marker_expression
+from .exercises import EXERCISES, Exercise, exercise_id_from_marker, marker_expression, marker_name
 
 __all__ = [
     "POLICIES",
@@ -37,8 +38,10 @@ __all__ = [
     "GradeReport",
     "GradingError",
     "TestOutcome",
+    "check_student_tests",
     "grade",
     "run_exercise_tests",
+    "run_tests",
     "verify_exercise_tests",
 ]
 
@@ -51,6 +54,8 @@ _POLICY_RULES = {
 _PLUGIN_SOURCE = Path(__file__).with_name("_outcomes_plugin.py")
 _PLUGIN_MODULE = "mamlkit_grading_outcomes"  # the name it is loaded under, via -p
 _OUTCOMES_ENV = "MAMLKIT_OUTCOMES"
+# How the outcomes plugin reports a stub's error: "NotImplementedError: Exercise 2.1: ...".
+_STUB_FAILURE = re.compile(r"^NotImplementedError: Exercise (?P<id>\d+\.\d+):")
 
 
 class GradingError(RuntimeError):
@@ -175,22 +180,32 @@ class GradeReport:
         }
 
 
-def run_exercise_tests(
+def run_tests(
     root: str | os.PathLike,
-    exercises: tuple[Exercise, ...] = EXERCISES,
     *,
     tests_dir: str = "tests",
+    markexpr: str | None = None,
+    ignore: tuple[str, ...] = (),
     timeout: float | None = None,
+    env: dict[str, str] | None = None,
 ) -> tuple[dict, int, str]:
-    """Run the tests of ``exercises`` in the repository at ``root``, in one pytest subprocess.
+    """Run the tests of the repository at ``root`` in one pytest subprocess and record each outcome.
 
     ``root`` goes first on ``PYTHONPATH``, so the tests import that repository's package (a
     student's submission), not whichever copy is installed. No bytecode or pytest cache is
     written into ``root``.
 
+    Args:
+        root: the repository.
+        tests_dir: the tests folder, relative to ``root``, or an absolute path.
+        markexpr: a pytest ``-m`` expression selecting the tests to run; ``None`` runs them all.
+        ignore: test files or folders, relative to ``root``, not to collect (``--ignore``).
+        timeout: seconds before the run is abandoned; ``None`` waits.
+        env: the subprocess's environment (default: this process's).
+
     Returns:
-        The plugin's record (``{"tests": [...], "collection_errors": [...]}``), pytest's exit
-        code, and its console output.
+        The plugin's record (``{"tests": [...], "collection_errors": [...]}``, see
+        ``_outcomes_plugin.py``), pytest's exit code, and its console output.
 
     Raises:
         GradingError: pytest did not get as far as reporting outcomes, or ran past ``timeout``.
@@ -199,12 +214,10 @@ def run_exercise_tests(
     tests = root / tests_dir  # an absolute tests_dir stays as it is
     if not tests.is_dir():
         raise GradingError(f"no tests folder {tests} to run")
-    if not exercises:
-        raise GradingError("no exercises to grade")
     with tempfile.TemporaryDirectory(prefix="mamlkit-grade-") as tmp:
         shutil.copyfile(_PLUGIN_SOURCE, Path(tmp) / f"{_PLUGIN_MODULE}.py")
         outcomes_path = Path(tmp) / "outcomes.json"
-        env = dict(os.environ)
+        env = dict(os.environ if env is None else env)
         env["PYTHONPATH"] = os.pathsep.join(
             [tmp, str(root)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
         )
@@ -212,7 +225,8 @@ def run_exercise_tests(
         env[_OUTCOMES_ENV] = str(outcomes_path)
         command = [
             sys.executable, "-m", "pytest", str(tests),
-            "-m", marker_expression(exercises),
+            *(["-m", markexpr] if markexpr is not None else []),
+            *(f"--ignore={root / path}" for path in ignore),
             "-p", _PLUGIN_MODULE,
             "-p", "no:cacheprovider",
             # The repository's own options (running the notebooks, say) stay out, and so does
@@ -235,6 +249,23 @@ def run_exercise_tests(
             raise GradingError(f"pytest failed to run the tests (exit code {result.returncode}):\n{tail}")
         record = json.loads(outcomes_path.read_text(encoding="utf-8"))
     return record, result.returncode, output
+
+
+def run_exercise_tests(
+    root: str | os.PathLike,
+    exercises: tuple[Exercise, ...] = EXERCISES,
+    *,
+    tests_dir: str = "tests",
+    timeout: float | None = None,
+) -> tuple[dict, int, str]:
+    """Run the tests of ``exercises`` in the repository at ``root``: :func:`run_tests` with ``-m``.
+
+    Raises:
+        GradingError: no exercises, or pytest did not get as far as reporting outcomes.
+    """
+    if not exercises:
+        raise GradingError("no exercises to grade")
+    return run_tests(root, tests_dir=tests_dir, markexpr=marker_expression(exercises), timeout=timeout)
 
 
 def grade(
@@ -274,6 +305,79 @@ def grade(
     return GradeReport(results, policy, record["collection_errors"], exit_code, output)
 
 
+def _stub_exercise(message: str) -> str | None:
+    """The exercise id if ``message`` is a stub's ``NotImplementedError: Exercise 2.1: ...``."""
+    match = _STUB_FAILURE.match(message)
+    return match["id"] if match else None
+
+
+def check_student_tests(
+    student_root: str | os.PathLike,
+    exercises: tuple[Exercise, ...] = EXERCISES,
+    *,
+    tests_dir: str = "tests",
+    ignore: tuple[str, ...] = (),
+    timeout: float | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[list[str], dict]:
+    """Run *every* test of a built student edition and check that only the exercises' tests fail.
+
+    In the student edition each exercise-marked test must fail, with the ``NotImplementedError``
+    of the stub of one of the exercises it is marked with: a test that passes would give points
+    for nothing, and a test that reaches the stub of an exercise it is not marked with is missing
+    that marker (it would count against the wrong exercise). Every unmarked test must pass (or be
+    skipped): it tests code that learners are given, so it must not depend on a stub. Every
+    exercise needs at least one test.
+
+    Args:
+        student_root: the built student edition.
+        ignore: test files to leave out, relative to ``student_root``.
+        timeout, env: as in :func:`run_tests`.
+
+    Returns:
+        The problems found, one line each (empty when all is well), and the outcomes record.
+    """
+    markers = {e.marker: e for e in exercises}
+    record, _, _ = run_tests(student_root, tests_dir=tests_dir, ignore=ignore, timeout=timeout, env=env)
+    problems = [f"could not collect {e['nodeid']}: {e['message']}" for e in record["collection_errors"]]
+    marked = {m for test in record["tests"] for m in test["markers"]}
+    problems += [
+        f"{e.label} has no tests (none carries @pytest.mark.{e.marker})" for e in exercises if e.marker not in marked
+    ]
+    for test in record["tests"]:
+        ids = [markers[m].id for m in test["markers"] if m in markers]
+        nodeid, outcome, message = test["nodeid"], test["outcome"], test["message"]
+        stub_of = _stub_exercise(message) if outcome in ("failed", "error") else None
+        if not ids:
+            if outcome in ("passed", "skipped", "xfailed"):
+                continue
+            if stub_of is not None:
+                problems.append(
+                    f"{nodeid} is {outcome} in the student edition: it reaches the stub of "
+                    f"Exercise {stub_of}, so mark it @pytest.mark.{marker_name(stub_of)}"
+                )
+            else:
+                problems.append(
+                    f"{nodeid} is {outcome} in the student edition, without an exercise marker"
+                    + (f": {message}" if message else "")
+                )
+            continue
+        labels = " and ".join(f"Exercise {i}" for i in ids)
+        if outcome == "passed":
+            problems.append(f"{labels}: {nodeid} passes in the student edition, without the solution")
+        elif stub_of is None:
+            problems.append(
+                f"{labels}: {nodeid} is {outcome} in the student edition, but not with an exercise stub"
+                + (f": {message}" if message else "")
+            )
+        elif stub_of not in ids:
+            problems.append(
+                f"{labels}: {nodeid} reaches the stub of Exercise {stub_of}; mark it "
+                f"@pytest.mark.{marker_name(stub_of)} too"
+            )
+    return problems, record
+
+
 def verify_exercise_tests(
     src_root: str | os.PathLike,
     exercises: tuple[Exercise, ...] = EXERCISES,
@@ -285,8 +389,9 @@ def verify_exercise_tests(
 
     Builds the student edition in a temporary folder and runs the tests on both editions. Each
     exercise should have tests; all of them should pass on the instructor edition (the
-    solutions) and fail on the student edition (the stubs). A test that passes on the stubs
-    would give points for nothing.
+    solutions). On the student edition (the stubs) every exercise test should fail with the stub
+    of one of its exercises, and every other test should pass (:func:`check_student_tests`). A
+    test that passes on the stubs would give points for nothing.
 
     Returns:
         The problems found, one line each; an empty list means all is well.
@@ -297,21 +402,13 @@ def verify_exercise_tests(
         student = Path(tmp) / "student"
         build_student_edition(src_root, student, exercises=exercises)
         solved = grade(src_root, exercises, tests_dir=tests_dir, timeout=timeout)
-        unsolved = grade(student, exercises, tests_dir=tests_dir, timeout=timeout)
+        student_problems, _ = check_student_tests(student, exercises, tests_dir=tests_dir, timeout=timeout)
     problems = [f"could not collect {e['nodeid']}: {e['message']}" for e in solved.collection_errors]
-    for with_solution, with_stub in zip(solved.results, unsolved.results):
-        exercise = with_solution.exercise
-        if not with_solution.tests:
-            problems.append(f"{exercise.label} has no tests (none carries @pytest.mark.{exercise.marker})")
+    for result in solved.results:
         problems += [
-            f"{exercise.label}: {t.nodeid} is {t.outcome} with the solution"
+            f"{result.exercise.label}: {t.nodeid} is {t.outcome} with the solution"
             + (f": {t.message}" if t.message else "")
-            for t in with_solution.tests
+            for t in result.tests
             if not t.passed
         ]
-        problems += [
-            f"{exercise.label}: {t.nodeid} passes in the student edition, without the solution"
-            for t in with_stub.tests
-            if t.passed
-        ]
-    return problems
+    return problems + student_problems

@@ -8,8 +8,8 @@ In the setup cell of a notebook::
 When a cell reaches an exercise that is not done yet, the learner then sees one short message
 instead of a traceback through the library::
 
-    Exercise 2.1 is not done yet: implement `adapt` in mamlkit/inner_loop.py,
-    then run check_exercise('2.1').
+    Exercise 2.1 is not done yet: write the second-order gradient in `gradient_step` and the
+    loop of `adapt` in mamlkit/inner_loop.py, then run check_exercise('2.1').
 
 and ``check_exercise("2.1")`` runs that exercise's tests and prints which pass. Outside IPython
 ``install_exercise_hints`` does nothing, so scripts and tests can call it safely.

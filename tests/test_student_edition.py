@@ -1,0 +1,133 @@
+"""The student edition of this repository, built as it is handed out, checked end to end.
+
+The edition is built, like ``python -m mamlkit.classroom build-student``, from the files git
+tracks (on CI a clean clone, so exactly what is committed; locally, files not yet added are
+left out) into a temporary folder. Then:
+
+(a) building it again gives byte-identical files;
+(b) nothing gives a solution away: no solution marker lines, no notebook outputs, none of the
+    registry's ``solution_only`` strings (``find_leaks``); every exercise has a stub in the
+    files the registry names, and the notebooks' headings name their exercises (a notebook
+    not written yet is tolerated, one saved under another name than the registry's is not);
+(c) in the student edition every test marked with an exercise fails with the
+    ``NotImplementedError`` of one of its exercises' stubs, and every other test passes
+    (``check_student_tests``), so a learner starts from a suite in which exactly the
+    exercises are red.
+
+(d), the instructor edition passing everything, is the test run this file is part of.
+
+In (c) ``MAMLKIT_DATA`` is unset, so the tests on the real Omniglot files are skipped: they
+test the loader, which is not an exercise, and loading the data would only add time. For the
+same reason (c) leaves out ``tests/test_classroom.py`` (see ``NOT_RUN_IN_THE_EDITION``).
+
+In the student edition itself there are no solution regions, and this file skips.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mamlkit.classroom.exercises import EXERCISES
+from mamlkit.classroom.grade import check_student_tests
+from mamlkit.classroom.student import BEGIN_MARKER, build_student_edition, find_leaks
+
+REPO = Path(__file__).resolve().parents[1]
+THIS_FILE = Path(__file__).resolve().relative_to(REPO).as_posix()
+#: Test files that run the same way in both editions, so (c) skips them for speed: the classroom
+#: tests build toy courses in temporary folders and import nothing that has a stub.
+NOT_RUN_IN_THE_EDITION = ("tests/test_classroom.py",)
+
+
+def _has_solution_regions() -> bool:
+    """Whether the files the registry names hold solution regions (the student edition's do not)."""
+    for rel in {e.module or e.notebook for e in EXERCISES}:
+        path = REPO / rel
+        if path.is_file() and BEGIN_MARKER in path.read_text(encoding="utf-8"):
+            return True
+    return False
+
+
+pytestmark = [
+    pytest.mark.skipif(not _has_solution_regions(), reason="no solution regions: this is the student edition"),
+    pytest.mark.skipif(
+        (REPO / ".git").exists() and shutil.which("git") is None,
+        reason="the edition is built from the files git tracks, and git is not installed",
+    ),
+]
+
+
+def _uncommitted_note() -> str:
+    """A reminder, for failure messages, that files git does not track are not in the edition."""
+    if not (REPO / ".git").exists():
+        return ""
+    status = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=all"],
+        capture_output=True, text=True, check=False,
+    ).stdout.splitlines()
+    untracked = [line[3:] for line in status if line.startswith("??")]
+    if not untracked:
+        return ""
+    shown = ", ".join(untracked[:8]) + (f" and {len(untracked) - 8} more" if len(untracked) > 8 else "")
+    return (
+        f"\n(Note: the edition holds only files git tracks; {len(untracked)} untracked file(s) are "
+        f"left out: {shown}. `git add` them to include them.)"
+    )
+
+
+def _is_notebook_not_written_yet(warning: str) -> bool:
+    """True for "notebooks/03_x.ipynb (...) is not in the repository" when no 03_*.ipynb exists."""
+    match = re.fullmatch(r"notebooks/(\d\d)_\S+\.ipynb \(Exercise [^)]*\) is not in the repository", warning)
+    return match is not None and not any((REPO / "notebooks").glob(f"{match[1]}_*.ipynb"))
+
+
+def _tree_bytes(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def edition(tmp_path_factory):
+    out = tmp_path_factory.mktemp("edition") / "student"
+    report = build_student_edition(REPO, out)
+    return out, report
+
+
+def test_building_twice_gives_identical_files(edition, tmp_path):
+    first, _ = edition
+    build_student_edition(REPO, tmp_path / "again")
+    a, b = _tree_bytes(first), _tree_bytes(tmp_path / "again")
+    assert sorted(a) == sorted(b), f"the two builds hold different files: {sorted(set(a) ^ set(b))}"
+    differing = [rel for rel in a if a[rel] != b[rel]]
+    assert not differing, f"building twice gave different bytes in {differing}"
+
+
+def test_the_student_edition_gives_no_solution_away(edition):
+    out, report = edition
+    leaks = find_leaks(out)
+    assert not leaks, "the student edition gives solutions away:\n" + "\n".join(leaks) + _uncommitted_note()
+    # A notebook not written yet is fine; one under another name than the registry's is not.
+    warnings = [w for w in report.warnings if not _is_notebook_not_written_yet(w)]
+    assert not warnings, (
+        "the solution regions or notebook headings disagree with the registry "
+        "(mamlkit/classroom/exercises.py):\n" + "\n".join(warnings) + _uncommitted_note()
+    )
+    for exercise in EXERCISES:
+        where = exercise.module or exercise.notebook
+        text = (out / where).read_text(encoding="utf-8")
+        stub = exercise.stub_message(in_notebook=exercise.module is None)
+        assert stub in text, f"{where} in the student edition has no stub of {exercise.label} ({stub!r})"
+
+
+def test_in_the_student_edition_exactly_the_exercise_tests_fail_each_at_its_stub(edition):
+    out, _ = edition
+    env = {k: v for k, v in os.environ.items() if k != "MAMLKIT_DATA"}
+    problems, record = check_student_tests(out, ignore=(THIS_FILE, *NOT_RUN_IN_THE_EDITION), timeout=600, env=env)
+    assert not problems, (
+        f"the tests of the student edition ({len(record['tests'])} run) are not red exactly at the "
+        "exercises:\n" + "\n".join(problems) + _uncommitted_note()
+    )

@@ -1,0 +1,146 @@
+"""Meta-training runs: logs, checkpoints, and a resumed run that takes exactly the same steps.
+
+The runs are tiny (3-way tasks of 12×12 random images, a conv4 with 4 channels, a few steps)
+and use stand-in task samplers, so they need neither Omniglot nor Exercise 4.1. They do run the
+outer step (second-order: Exercise 2.1) and validation (first-order adaptation, Exercise 3.2;
+the confidence interval, Exercise 4.2).
+"""
+
+import dataclasses
+
+import pytest
+import torch
+
+from mamlkit import checkpoints
+from mamlkit.tasks import TaskBatch
+from mamlkit.train import Trainer, TrainConfig, load_weights, read_metrics
+
+class RandomImageTasks:
+    """A stand-in for ``OmniglotTaskSampler``: ``sample(T, generator)`` draws from ``generator`` only."""
+
+    def __init__(self, n_way: int, k_shot: int, n_query: int, size: int = 12, interrupt_after: int | None = None):
+        self.n_way, self.k_shot, self.n_query, self.size = n_way, k_shot, n_query, size
+        self.calls = 0
+        self.interrupt_after = interrupt_after
+
+    def sample(self, meta_batch_size: int, generator: torch.Generator) -> TaskBatch:
+        if self.interrupt_after is not None and self.calls == self.interrupt_after:
+            raise KeyboardInterrupt  # as if Ctrl-C arrived before this step
+        self.calls += 1
+        T, N, K, Q, S = meta_batch_size, self.n_way, self.k_shot, self.n_query, self.size
+        labels = torch.arange(N)
+        return TaskBatch(
+            torch.rand(T, N * K, 1, S, S, generator=generator),
+            labels.repeat_interleave(K).expand(T, N * K).clone(),
+            torch.rand(T, N * Q, 1, S, S, generator=generator),
+            labels.repeat_interleave(Q).expand(T, N * Q).clone(),
+        )
+
+
+def tiny_config(**changes) -> TrainConfig:
+    config = TrainConfig(n_way=3, k_shot=1, n_query=2, meta_batch_size=2, inner_lr=0.4, inner_steps=1,
+                         eval_inner_steps=1, meta_lr=1e-2, iterations=4, channels=4, log_every=1,
+                         val_every=2, val_tasks=4, checkpoint_every=2, seed=3)
+    return dataclasses.replace(config, **changes)
+
+
+def samplers(config: TrainConfig, interrupt_after: int | None = None) -> dict:
+    train = RandomImageTasks(config.n_way, config.k_shot, config.n_query, interrupt_after=interrupt_after)
+    val = RandomImageTasks(config.n_way, config.k_shot, config.n_query)
+    return {"train": train, "val": val}
+
+
+def without_timing(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+@pytest.fixture
+def no_plots(monkeypatch):
+    # The learning-curve figure is tested with plotting; here it would only cost time.
+    monkeypatch.setattr(Trainer, "plot", lambda self: None)
+
+
+@pytest.mark.ex2_1
+@pytest.mark.ex3_2
+@pytest.mark.ex4_2
+def test_a_run_logs_validates_and_checkpoints(tmp_path):
+    config = tiny_config()
+    trainer = Trainer(config, tmp_path / "run", samplers(config))
+    start = {n: p.detach().clone() for n, p in trainer.params.items()}
+    trainer.train(progress=False)
+
+    assert trainer.iteration == 4
+    assert any(not torch.equal(start[n], p) for n, p in trainer.params.items()), "training should move θ"
+    records = read_metrics(tmp_path / "run/metrics.jsonl")
+    assert [r["iteration"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4]
+    val = [r for r in records if r["kind"] == "val"]
+    assert [r["iteration"] for r in val] == [2, 4]
+    assert all(0 <= r["val_accuracy"] <= 1 and r["val_ci95"] >= 0 for r in val)
+    assert all(len(r["val_accuracy_per_step"]) == 2 for r in val), "eval_inner_steps=1: steps 0 and 1"
+    assert (tmp_path / "run/learning_curve.png").stat().st_size > 0
+
+    state = checkpoints.load(tmp_path / "run/checkpoint.pt")
+    assert state["iteration"] == 4
+    assert all(torch.equal(state["params"][n], p.detach()) for n, p in trainer.params.items())
+
+
+@pytest.mark.ex2_1
+@pytest.mark.ex3_2
+@pytest.mark.ex4_2
+def test_a_stopped_and_resumed_run_takes_the_same_steps(tmp_path, no_plots):
+    config = tiny_config()
+    straight = Trainer(config, tmp_path / "straight", samplers(config))
+    straight.train(progress=False)
+
+    # First half: stop after step 2 (the checkpoint is written there), then resume for the rest.
+    Trainer(tiny_config(iterations=2), tmp_path / "resumed", samplers(config)).train(progress=False)
+    resumed = Trainer(config, tmp_path / "resumed", samplers(config))
+    assert resumed.resume_if_possible() and resumed.iteration == 2
+    resumed.train(progress=False)
+
+    for name, p in straight.params.items():
+        assert torch.equal(resumed.params[name], p), f"{name} differs after resuming"
+    assert without_timing(read_metrics(tmp_path / "resumed/metrics.jsonl")) == without_timing(
+        read_metrics(tmp_path / "straight/metrics.jsonl")
+    )
+
+
+@pytest.mark.ex2_1
+@pytest.mark.ex3_2
+@pytest.mark.ex4_2
+def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, no_plots):
+    config = tiny_config(checkpoint_every=10, val_every=10)
+    straight = Trainer(config, tmp_path / "straight", samplers(config))
+    straight.train(progress=False)
+
+    interrupted = Trainer(config, tmp_path / "run", samplers(config, interrupt_after=3))
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.train(progress=False)
+    assert checkpoints.load(tmp_path / "run/checkpoint.pt")["iteration"] == 3
+    resumed = Trainer(config, tmp_path / "run", samplers(config))
+    assert resumed.resume_if_possible()
+    resumed.train(progress=False)
+    assert all(torch.equal(resumed.params[n], p) for n, p in straight.params.items())
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path):
+    config = tiny_config()
+    Trainer(config, tmp_path, samplers(config)).save_checkpoint()
+    other = tiny_config(inner_lr=0.1)
+    with pytest.raises(ValueError, match=r"cannot resume: .*inner_lr=0.4 \(now 0.1\)"):
+        Trainer(other, tmp_path, samplers(other)).resume_if_possible()
+    # More iterations is a continuation, not a different run.
+    longer = tiny_config(iterations=10)
+    assert Trainer(longer, tmp_path, samplers(longer)).resume_if_possible()
+
+
+@pytest.mark.ex3_3  # learn_inner_lrs: init_inner_lrs
+def test_exported_weights_load_back(tmp_path):
+    config = tiny_config(learn_inner_lrs=True)
+    trainer = Trainer(config, tmp_path / "run", samplers(config))
+    path = trainer.export(tmp_path / "model.pt", extra={"note": "tiny"})
+    model, params, inner_lr, saved = load_weights(path)
+    assert saved == dataclasses.asdict(config)
+    assert all(torch.equal(params[n], p.detach()) for n, p in trainer.params.items())
+    assert set(inner_lr) == set(trainer.params) and all(lr.item() == pytest.approx(0.4) for lr in inner_lr.values())
+    assert model(torch.rand(2, 1, 12, 12)).shape == (2, 3)
