@@ -14,9 +14,12 @@ was stopped and resumed takes exactly the steps an uninterrupted run would have 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import platform
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,40 +206,49 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
 
     def train(self, progress: bool = True) -> None:
-        """Run until ``config.iterations`` meta-steps are done; Ctrl-C saves and stops."""
+        """Run until ``config.iterations`` meta-steps are done.
+
+        Ctrl-C (SIGINT) is deferred to the end of the current step: the run then saves a
+        checkpoint and raises KeyboardInterrupt, so a stopped run loses nothing and resumes
+        exactly. A second Ctrl-C stops at once; the last periodic checkpoint is kept then.
+        """
         from tqdm.auto import tqdm
 
         c = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=c.iterations, initial=self.iteration, disable=not progress,
                    unit="step", dynamic_ncols=True)
+        session_start, session_first = time.perf_counter(), self.iteration
         try:
-            while self.iteration < c.iterations:
-                start = time.perf_counter()
-                metrics = self.step(metrics_before=(self.iteration + 1) % c.log_every == 0)
-                self.train_seconds += time.perf_counter() - start
-                bar.update(1)
-                if self.iteration % c.log_every == 0:
-                    self.log({"iteration": self.iteration, "kind": "train",
-                              "seconds": round(self.train_seconds, 2), **metrics})
-                    bar.set_postfix(acc=f"{metrics['query_accuracy']:.3f}",
-                                    tasks_per_s=f"{c.meta_batch_size * bar.format_dict['rate'] if bar.format_dict.get('rate') else 0:.0f}")
-                if self.iteration % c.val_every == 0 or self.iteration == c.iterations:
-                    result = self.evaluate("val")
-                    self.log({"iteration": self.iteration, "kind": "val",
-                              "seconds": round(self.train_seconds, 2),
-                              "val_accuracy": result["mean"], "val_ci95": result["ci95"],
-                              "val_accuracy_per_step": result["per_step_mean"]})
-                    bar.write(f"step {self.iteration}: validation accuracy "
-                              f"{100 * result['mean']:.1f} ± {100 * result['ci95']:.1f}%")
-                    self.plot()
-                if self.iteration % c.checkpoint_every == 0 or self.iteration == c.iterations:
-                    self.save_checkpoint()
-        except KeyboardInterrupt:
-            self.save_checkpoint()
-            bar.write(f"interrupted: saved step {self.iteration} to {self.checkpoint_path}; "
-                      "run the same command again to continue")
-            raise
+            with deferred_interrupt() as stop:
+                while self.iteration < c.iterations:
+                    start = time.perf_counter()
+                    metrics = self.step(metrics_before=(self.iteration + 1) % c.log_every == 0)
+                    self.train_seconds += time.perf_counter() - start
+                    bar.update(1)
+                    if self.iteration % c.log_every == 0:
+                        self.log({"iteration": self.iteration, "kind": "train",
+                                  "seconds": round(self.train_seconds, 2), **metrics})
+                        tasks_per_second = (c.meta_batch_size * (self.iteration - session_first)
+                                            / (time.perf_counter() - session_start))
+                        bar.set_postfix(acc=f"{metrics['query_accuracy']:.3f}",
+                                        tasks_per_s=f"{tasks_per_second:.0f}")
+                    if self.iteration % c.val_every == 0 or self.iteration == c.iterations:
+                        result = self.evaluate("val")
+                        self.log({"iteration": self.iteration, "kind": "val",
+                                  "seconds": round(self.train_seconds, 2),
+                                  "val_accuracy": result["mean"], "val_ci95": result["ci95"],
+                                  "val_accuracy_per_step": result["per_step_mean"]})
+                        bar.write(f"step {self.iteration}: validation accuracy "
+                                  f"{100 * result['mean']:.1f} ± {100 * result['ci95']:.1f}%")
+                        self.plot()
+                    if (self.iteration % c.checkpoint_every == 0 or self.iteration == c.iterations
+                            or stop.requested):
+                        self.save_checkpoint()
+                    if stop.requested:
+                        bar.write(f"interrupted: saved step {self.iteration} to "
+                                  f"{self.checkpoint_path}; run the same command again to continue")
+                        raise KeyboardInterrupt
         finally:
             bar.close()
 
@@ -258,6 +270,35 @@ class Trainer:
         }
         weights.update(extra or {})
         return checkpoints.atomic_save(weights, path)
+
+
+class _StopRequest:
+    requested = False
+
+
+@contextlib.contextmanager
+def deferred_interrupt():
+    """Turn the first Ctrl-C into a request (``.requested``) to stop after the current step.
+
+    Stopping in the middle of an optimiser step could save half-updated parameters; stopping
+    between steps never does. A second Ctrl-C raises KeyboardInterrupt at once. Outside the
+    main thread, where Python delivers no signals, this does nothing.
+    """
+    stop = _StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def request_stop(signum, frame):
+        if stop.requested:
+            raise KeyboardInterrupt
+        stop.requested = True
+
+    previous = signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def read_metrics(path: str | Path) -> list[dict]:

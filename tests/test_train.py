@@ -7,6 +7,8 @@ the confidence interval, Exercise 4.2).
 """
 
 import dataclasses
+import os
+import signal
 
 import pytest
 import torch
@@ -25,7 +27,7 @@ class RandomImageTasks:
 
     def sample(self, meta_batch_size: int, generator: torch.Generator) -> TaskBatch:
         if self.interrupt_after is not None and self.calls == self.interrupt_after:
-            raise KeyboardInterrupt  # as if Ctrl-C arrived before this step
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, in the middle of a step
         self.calls += 1
         T, N, K, Q, S = meta_batch_size, self.n_way, self.k_shot, self.n_query, self.size
         labels = torch.arange(N)
@@ -113,7 +115,8 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, no_plots):
     straight = Trainer(config, tmp_path / "straight", samplers(config))
     straight.train(progress=False)
 
-    interrupted = Trainer(config, tmp_path / "run", samplers(config, interrupt_after=3))
+    # Ctrl-C arrives while step 3 samples its tasks: step 3 finishes, then the run saves and stops.
+    interrupted = Trainer(config, tmp_path / "run", samplers(config, interrupt_after=2))
     with pytest.raises(KeyboardInterrupt):
         interrupted.train(progress=False)
     assert checkpoints.load(tmp_path / "run/checkpoint.pt")["iteration"] == 3
