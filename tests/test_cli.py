@@ -44,7 +44,7 @@ def test_every_training_setting_is_an_option():
         assert "--" + field.name.replace("_", "-") in options, field.name
 
 
-def test_boolean_options_accept_true_and_false(tmp_path, capsys):
+def test_boolean_options_take_only_true_or_false(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--run-dir", str(tmp_path), "--first-order", "maybe"])
     assert "expected true or false" in capsys.readouterr().err
