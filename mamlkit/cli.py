@@ -5,6 +5,7 @@ Examples::
     python -m mamlkit train --run-dir runs/omniglot_5w1s            # the paper's 5-way 1-shot run
     python -m mamlkit train --run-dir runs/omniglot_5w1s            # again: resumes where it stopped
     python -m mamlkit evaluate assets/omniglot_5w1s.pt --tasks 600  # mean accuracy ± 95% CI
+    python -m mamlkit export --run-dir runs/omniglot_5w1s --out assets/omniglot_5w1s.pt
 """
 
 from __future__ import annotations
@@ -93,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-root", default=None)
     evaluate.add_argument("--json", help="also write the result to this JSON file")
 
+    export = commands.add_parser("export", help="publish a run: weights, metrics and a manifest "
+                                                "with its measured test accuracy")
+    export.add_argument("--run-dir", required=True, help="the run folder (its checkpoint.pt)")
+    export.add_argument("--out", required=True, help="weights file to write, e.g. assets/omniglot_5w1s.pt")
+    export.add_argument("--tasks", type=int, default=600, help="test tasks (default: 600)")
+    export.add_argument("--seed", type=int, default=0, help="seed of the test tasks")
+    export.add_argument("--data-root", default=None)
+
     # ``bench`` hands all its arguments to mamlkit.bench (see main); listed here for --help.
     commands.add_parser("bench", help="time one meta-step against other implementations "
                                       "(python -m mamlkit bench --help)", add_help=False)
@@ -134,6 +143,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from mamlkit.train import export_run
+
+    manifest = export_run(args.run_dir, args.out, num_tasks=args.tasks, test_seed=args.seed,
+                          data_root=args.data_root)
+    print(json.dumps(manifest, indent=2))
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:
@@ -144,6 +162,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "train":
             return cmd_train(args)
+        if args.command == "export":
+            return cmd_export(args)
         return cmd_evaluate(args)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

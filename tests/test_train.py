@@ -147,3 +147,15 @@ def test_exported_weights_load_back(tmp_path):
     assert all(torch.equal(params[n], p.detach()) for n, p in trainer.params.items())
     assert set(inner_lr) == set(trainer.params) and all(lr.item() == pytest.approx(0.4) for lr in inner_lr.values())
     assert model(torch.rand(2, 1, 12, 12)).shape == (2, 3)
+
+
+def test_the_recorded_training_command_rebuilds_the_same_settings():
+    from mamlkit.cli import build_parser
+    from mamlkit.train import training_command
+
+    config = tiny_config(first_order=True, split="vinyals")
+    argv = training_command(config, "runs/x").split()[3:]  # drop "python -m mamlkit"
+    args = build_parser().parse_args(argv)
+    rebuilt = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    assert rebuilt == config
+    assert args.run_dir == "runs/x"
