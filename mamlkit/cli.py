@@ -144,7 +144,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from mamlkit.train import export_run
+    from mamlkit.publish import export_run
 
     manifest = export_run(args.run_dir, args.out, num_tasks=args.tasks, test_seed=args.seed,
                           data_root=args.data_root)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import platform
 import signal
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -312,20 +312,6 @@ def read_metrics(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def machine_description() -> str:
-    """A short description of where a run happened, for manifests."""
-    import os
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), "
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-
-
 def load_weights(path: str | Path, device: str = "cpu"):
     """``(model, params, inner_lr, config)`` from a weights file or a run checkpoint."""
     state = checkpoints.load(path, map_location=device)
@@ -356,66 +342,10 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", num_tasks: int = 
                     cross_entropy, inner_lr, steps, num_tasks=num_tasks, device=device)
 
 
-def training_command(config: TrainConfig, run_dir: str) -> str:
-    """The ``python -m mamlkit train`` command line that makes a run with ``config``."""
-    default = TrainConfig()
-    options = [
-        f"--{f.name.replace('_', '-')} {getattr(config, f.name)}"
-        for f in dataclasses.fields(TrainConfig)
-        if f.name not in ("device", "data_root") and getattr(config, f.name) != getattr(default, f.name)
-    ]
-    return " ".join(["python -m mamlkit train --run-dir", str(run_dir), *options])
-
-
 def git_commit() -> Optional[str]:
     """The commit of the code that is running, when it runs from a git checkout."""
-    import subprocess
-
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
                               capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
-
-
-def export_run(run_dir: str | Path, out: str | Path, num_tasks: int = 600, test_seed: int = 0,
-               data_root: Optional[str] = None) -> dict:
-    """Publish a finished run: its weights, its metrics log, and a manifest beside them.
-
-    Writes ``out`` (weights only, from the run's ``checkpoint.pt``), ``<stem>_metrics.jsonl``
-    and ``<stem>.json``: the command that made the run, seed, iterations, the code commit, the
-    weights' sha256, training time and machine, and the test accuracy ± 95% CI measured here on
-    ``num_tasks`` test tasks seeded ``test_seed`` (what ``python -m mamlkit evaluate`` measures).
-    """
-    import shutil
-
-    run_dir, out = Path(run_dir), Path(out)
-    state = checkpoints.load(run_dir / "checkpoint.pt")
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{k: v for k, v in state["config"].items() if k in fields})
-    checkpoints.atomic_save({"config": state["config"], "iteration": state["iteration"],
-                             "params": state["params"], "inner_lrs": state["inner_lrs"]}, out)
-    shutil.copyfile(run_dir / "metrics.jsonl", out.with_name(out.stem + "_metrics.jsonl"))
-    result = evaluate_checkpoint(out, split="test", num_tasks=num_tasks, seed=test_seed,
-                                 data_root=data_root)
-    manifest = {
-        "file": out.name,
-        "command": training_command(config, str(run_dir)),
-        "seed": config.seed,
-        "iterations": state["iteration"],
-        "code_commit": state.get("code_commit"),  # the code that trained the run
-        "export_commit": git_commit(),
-        "sha256": checkpoints.sha256(out),
-        "split": config.split,
-        "test_accuracy": round(result["mean"], 6),
-        "test_ci95": round(result["ci95"], 6),
-        "test_accuracy_per_step": [round(m, 6) for m in result["per_step_mean"]],
-        "test_tasks": num_tasks,
-        "test_seed": test_seed,
-        "eval_inner_steps": config.eval_inner_steps,
-        "training_seconds": round(state.get("train_seconds", 0.0), 1),
-        "machine": machine_description(),
-        "evaluate_command": f"python -m mamlkit evaluate {out} --tasks {num_tasks} --seed {test_seed}",
-    }
-    out.with_suffix(".json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest

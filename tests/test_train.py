@@ -151,7 +151,7 @@ def test_exported_weights_load_back(tmp_path):
 
 def test_the_recorded_training_command_rebuilds_the_same_settings():
     from mamlkit.cli import build_parser
-    from mamlkit.train import training_command
+    from mamlkit.publish import training_command
 
     config = tiny_config(first_order=True, split="vinyals")
     argv = training_command(config, "runs/x").split()[3:]  # drop "python -m mamlkit"
