@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--tasks", type=int, default=600, help="test tasks (default: 600)")
     export.add_argument("--seed", type=int, default=0, help="seed of the test tasks")
     export.add_argument("--data-root", default=None)
+    export.add_argument("--note", default=None, help="how the run was made, e.g. the training conditions")
 
     # ``bench`` hands all its arguments to mamlkit.bench (see main); listed here for --help.
     commands.add_parser("bench", help="time one meta-step against other implementations "
@@ -147,7 +148,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from mamlkit.publish import export_run
 
     manifest = export_run(args.run_dir, args.out, num_tasks=args.tasks, test_seed=args.seed,
-                          data_root=args.data_root)
+                          data_root=args.data_root, note=args.note)
     print(json.dumps(manifest, indent=2))
     return 0
 

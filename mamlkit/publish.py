@@ -46,7 +46,7 @@ def training_command(config: TrainConfig, run_dir: str) -> str:
 
 
 def export_run(run_dir: str | Path, out: str | Path, num_tasks: int = 600, test_seed: int = 0,
-               data_root: Optional[str] = None) -> dict:
+               data_root: Optional[str] = None, note: Optional[str] = None) -> dict:
     """Publish a finished run: its weights, its metrics log, and a manifest beside them.
 
     Writes ``out`` (weights only, from the run's ``checkpoint.pt``), ``<stem>_metrics.jsonl``
@@ -80,6 +80,7 @@ def export_run(run_dir: str | Path, out: str | Path, num_tasks: int = 600, test_
         "eval_inner_steps": config.eval_inner_steps,
         "training_seconds": round(state.get("train_seconds", 0.0), 1),
         "machine": machine_description(),
+        "note": note,
         "evaluate_command": f"python -m mamlkit evaluate {out} --tasks {num_tasks} --seed {test_seed}",
     }
     out.with_suffix(".json").write_text(json.dumps(manifest, indent=2) + "\n")
