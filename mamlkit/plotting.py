@@ -32,7 +32,7 @@ def plot_learning_curves(records: Sequence[dict], title: str = "Meta-training"):
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="center right", fontsize=8)
     ax.set_title(title)
     fig.tight_layout()
     return fig
