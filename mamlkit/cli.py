@@ -20,6 +20,15 @@ from typing import Optional, Sequence
 from mamlkit.train import TrainConfig
 
 
+def _chunk(text: str) -> Optional[int]:
+    if text.lower() == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of tasks or 'all', got {text!r}") from None
+
+
 def _bool(text: str) -> bool:
     if text.lower() in ("1", "true", "yes", "on"):
         return True
@@ -46,7 +55,8 @@ HELP = {
     "seed": "seed of initialisation and task sampling",
     "device": "cpu or cuda",
     "method": "'fast' (all tasks at once) or 'loop' (one task at a time, the reference)",
-    "task_chunk_size": "adapt at most this many tasks at once (less memory, same result)",
+    "task_chunk_size": "adapt this many tasks at once and accumulate their gradients, or 'all': "
+                       "the same update; smaller chunks use less memory",
     "log_every": "write training metrics every this many steps",
     "val_every": "validate every this many steps",
     "val_tasks": "validation tasks per validation",
@@ -63,8 +73,8 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
         default = field.default
         if field.type in ("bool", bool):
             kind = _bool
-        elif field.name in ("task_chunk_size",):
-            kind = int
+        elif field.name == "task_chunk_size":
+            kind = _chunk
         elif field.name == "data_root":
             kind = str
         else:

@@ -38,7 +38,7 @@ def training_command(config: TrainConfig, run_dir: str) -> str:
     """The ``python -m mamlkit train`` command line that makes a run with ``config``."""
     default = TrainConfig()
     options = [
-        f"--{f.name.replace('_', '-')} {getattr(config, f.name)}"
+        f"--{f.name.replace('_', '-')} {'all' if getattr(config, f.name) is None else getattr(config, f.name)}"
         for f in dataclasses.fields(TrainConfig)
         if f.name not in ("device", "data_root") and getattr(config, f.name) != getattr(default, f.name)
     ]

@@ -57,7 +57,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     method: str = "fast"
-    task_chunk_size: Optional[int] = None
+    # Adapting 8 tasks at a time (gradients accumulated) gives the same update as all at once
+    # and is faster on a CPU: the working set stays in cache (see python -m mamlkit bench).
+    task_chunk_size: Optional[int] = 8
     log_every: int = 50
     val_every: int = 500
     val_tasks: int = 200
@@ -78,6 +80,10 @@ class TrainConfig:
             raise ValueError(f"n_way must be at least 2, got {self.n_way}")
         if self.inner_lr < 0 or self.meta_lr <= 0:
             raise ValueError(f"inner_lr must be >= 0 and meta_lr > 0, got {self.inner_lr}, {self.meta_lr}")
+        if self.task_chunk_size is not None and (not isinstance(self.task_chunk_size, int)
+                                                 or self.task_chunk_size < 1):
+            raise ValueError(f"task_chunk_size must be a positive integer or None (all tasks at once), "
+                             f"got {self.task_chunk_size!r}")
         if self.val_tasks < 2:
             raise ValueError(f"val_tasks must be at least 2, got {self.val_tasks}")
 
@@ -145,7 +151,9 @@ class Trainer:
         }
 
     def load_state(self, state: dict) -> None:
-        saved = {k: v for k, v in state["config"].items() if k not in ("iterations", "device", "data_root")}
+        # Settings that change how the steps are computed, not what they compute, may differ.
+        free = ("iterations", "device", "data_root", "method", "task_chunk_size")
+        saved = {k: v for k, v in state["config"].items() if k not in free}
         current = {k: v for k, v in dataclasses.asdict(self.config).items() if k in saved}
         changed = {k: (saved[k], current[k]) for k in saved if saved[k] != current.get(k)}
         if changed:

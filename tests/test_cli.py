@@ -48,3 +48,15 @@ def test_boolean_options_take_only_true_or_false(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--run-dir", str(tmp_path), "--first-order", "maybe"])
     assert "expected true or false" in capsys.readouterr().err
+
+
+def test_task_chunk_size_takes_a_number_or_all():
+    args = build_parser().parse_args(["train", "--run-dir", "x", "--task-chunk-size", "all"])
+    assert args.task_chunk_size is None
+    args = build_parser().parse_args(["train", "--run-dir", "x", "--task-chunk-size", "4"])
+    assert args.task_chunk_size == 4
+
+
+def test_a_zero_task_chunk_is_refused(tmp_path, capsys):
+    status, out = run(["train", "--run-dir", str(tmp_path / "run"), "--task-chunk-size", "0"], capsys)
+    assert status == 2 and "task_chunk_size must be a positive integer or None" in out.err
