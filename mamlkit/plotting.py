@@ -6,6 +6,7 @@ from typing import Sequence
 
 import matplotlib.pyplot as plt
 
+
 def plot_learning_curves(records: Sequence[dict], title: str = "Meta-training"):
     """Query accuracy during training and validation accuracy against meta-steps.
 
