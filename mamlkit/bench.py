@@ -13,12 +13,18 @@ Contenders:
 - ``loop-reference``: a plain per-task loop written out below with
   :func:`torch.func.functional_call` and ``torch.autograd.grad(create_graph=True)``, independent
   of the rest of the package. Its gradient is the reference of the error column.
-- ``higher``: the ``higher`` library's ``innerloop_ctx`` with a differentiable SGD (skipped,
-  with a note, when ``higher`` is not installed: ``pip install -r benchmarks/requirements.txt``).
+- ``higher``: the ``higher`` library's ``innerloop_ctx`` with a differentiable SGD.
+- ``torchopt``: TorchOpt's ``MetaSGD`` written as its MAML Omniglot example writes it: the
+  module's parameters updated differentiably in place of θ, then restored with
+  ``extract_state_dict`` / ``recover_state_dict`` before the next task.
 
-The per-task loops call ``backward`` once per task, as the ``higher`` examples do, so they keep
-one task's graph alive at a time; ``mamlkit-fast`` keeps every task's graph until its single
-``backward`` (``outer_step``'s ``task_chunk_size`` bounds that; see the memory table).
+``higher`` and ``torchopt`` are skipped, with a note, when they are not installed
+(``pip install -r benchmarks/requirements.txt``).
+
+The loop reference and ``higher`` call ``backward`` once per task, as the ``higher`` examples
+do, so they keep one task's graph alive at a time; ``torchopt`` stacks the query losses and calls
+``backward`` once, as its example does; ``mamlkit-fast`` keeps every task's graph of a chunk until
+that chunk's ``backward`` (``outer_step``'s ``task_chunk_size``; see the memory table).
 
 Examples (``python -m mamlkit.bench`` takes the same options)::
 
@@ -62,7 +68,10 @@ from mamlkit.train import TrainConfig
 FAST = "mamlkit-fast"
 LOOP = "loop-reference"
 HIGHER = "higher"
-CONTENDERS = (FAST, LOOP, HIGHER)
+TORCHOPT = "torchopt"
+CONTENDERS = (FAST, LOOP, HIGHER, TORCHOPT)
+# Contenders that need a package the course itself does not (benchmarks/requirements.txt).
+OPTIONAL = {HIGHER: "higher", TORCHOPT: "torchopt"}
 # The course's default meta-step (``TrainConfig.task_chunk_size``): the fast path adapts this
 # many tasks at once and accumulates their gradients, which keeps the working set small.
 TRAINING_CHUNK = TrainConfig().task_chunk_size
@@ -140,20 +149,38 @@ def make_problem(setting: Setting, device: torch.device | str = "cpu", seed: int
     return Problem(setting, model, get_params(model), tasks)
 
 
-def higher_available() -> bool:
+def package_available(package: str) -> bool:
+    """Whether ``package`` imports here (TorchOpt also fails to import on an unsupported torch)."""
     try:
-        import higher  # noqa: F401
-    except ImportError:
+        __import__(package)
+    except Exception:
         return False
     return True
 
 
-def higher_version() -> Optional[str]:
+def package_version(package: str) -> Optional[str]:
     try:
         from importlib.metadata import version
-        return version("higher")
+        return version(package)
     except Exception:
         return None
+
+
+def higher_available() -> bool:
+    return package_available("higher")
+
+
+def torchopt_available() -> bool:
+    return package_available("torchopt")
+
+
+def contender_available(contender: str) -> bool:
+    """False for an optional contender whose package is missing; True otherwise."""
+    if contender == HIGHER:
+        return higher_available()
+    if contender == TORCHOPT:
+        return torchopt_available()
+    return True
 
 
 @dataclass
@@ -187,6 +214,8 @@ def build_step(problem: Problem, contender: str, task_chunk_size: Optional[int] 
         return _loop_step(problem)
     if contender == HIGHER:
         return _higher_step(problem)
+    if contender == TORCHOPT:
+        return _torchopt_step(problem)
     raise ValueError(f"unknown contender {contender!r}; choose from {', '.join(CONTENDERS)}")
 
 
@@ -235,12 +264,7 @@ def _higher_step(problem: Problem) -> MetaStep:
     import higher
 
     s, tasks = problem.setting, problem.tasks
-    # An ordinary module holding a copy of θ; its batch norm also uses batch statistics.
-    module = Conv4(s.n_way, channels=s.channels).to(tasks.x_support.device, tasks.x_support.dtype)
-    with torch.no_grad():
-        for (name, p), (theta_name, theta) in zip(module.named_parameters(), problem.params.items()):
-            assert name == theta_name, (name, theta_name)
-            p.copy_(theta)
+    module = _module_copy(problem)
     weights = list(module.parameters())
     inner_opt = torch.optim.SGD(weights, lr=s.inner_lr)
     num_tasks = tasks.num_tasks
@@ -254,6 +278,42 @@ def _higher_step(problem: Problem) -> MetaStep:
                 query_loss = F.cross_entropy(fmodel(tasks.x_query[i]), tasks.y_query[i])
                 (query_loss / num_tasks).backward()
     return MetaStep(run, weights)
+
+
+def _module_copy(problem: Problem) -> Conv4:
+    """An ordinary Conv4 module holding a copy of θ (batch norm on batch statistics)."""
+    s, tasks = problem.setting, problem.tasks
+    module = Conv4(s.n_way, channels=s.channels).to(tasks.x_support.device, tasks.x_support.dtype)
+    with torch.no_grad():
+        for (name, p), (theta_name, theta) in zip(module.named_parameters(), problem.params.items()):
+            assert name == theta_name, (name, theta_name)
+            p.copy_(theta)
+    return module
+
+
+def _torchopt_step(problem: Problem) -> MetaStep:
+    """TorchOpt 0.7.3's MetaSGD, as in its ``examples/few-shot/maml_omniglot.py``."""
+    import torchopt
+
+    s, tasks = problem.setting, problem.tasks
+    module = _module_copy(problem)
+    # MetaSGD's step replaces the module's parameters by differentiable updates of them.
+    inner_opt = torchopt.MetaSGD(module, lr=s.inner_lr)
+    num_tasks = tasks.num_tasks
+
+    def run() -> None:
+        net_state = torchopt.extract_state_dict(module, by="reference", detach_buffers=True)
+        opt_state = torchopt.extract_state_dict(inner_opt, by="reference")
+        query_losses = []
+        for i in range(num_tasks):
+            for _ in range(s.inner_steps):
+                inner_opt.step(F.cross_entropy(module(tasks.x_support[i]), tasks.y_support[i]))
+            query_losses.append(F.cross_entropy(module(tasks.x_query[i]), tasks.y_query[i]))
+            # Put θ back into the module (and reset the optimiser) for the next task.
+            torchopt.recover_state_dict(module, net_state)
+            torchopt.recover_state_dict(inner_opt, opt_state)
+        torch.stack(query_losses).mean().backward()
+    return MetaStep(run, list(module.parameters()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -501,7 +561,8 @@ def describe_machine(device: torch.device, threads_set: bool) -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": str(device),
-        "higher": higher_version() if higher_available() else None,
+        "higher": package_version("higher") if higher_available() else None,
+        "torchopt": package_version("torchopt") if torchopt_available() else None,
         "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "time": datetime.datetime.now().isoformat(timespec="seconds"),
     }
@@ -517,8 +578,10 @@ def machine_lines(info: dict) -> list:
         f"OMP_NUM_THREADS={info['OMP_NUM_THREADS'] or 'unset'}); device {info['device']}"
         + (f" ({info['gpu']})" if "gpu" in info else ""),
         f"load average (1 min) at start: {info['load_average_1min']}; {info['time']}",
-        "higher: " + (info["higher"] or "not installed (pip install -r benchmarks/requirements.txt)"),
     ]
+    for contender, package in OPTIONAL.items():
+        lines.append(f"{package}: " + (info.get(package) or
+                                       "not installed (pip install -r benchmarks/requirements.txt)"))
     return lines
 
 
@@ -569,7 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mamlkit bench",
         description="Time one second-order MAML meta-step: mamlkit's fast path, a plain "
-                    "per-task loop and higher, on Omniglot-shaped random tasks.")
+                    "per-task loop, higher and TorchOpt, on Omniglot-shaped random tasks.")
     parser.add_argument("--settings", nargs="+", choices=sorted(SETTINGS), default=list(SETTINGS),
                         help="which settings to run (default: all)")
     parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS),
@@ -631,9 +694,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(line + "  ")
     contenders = list(dict.fromkeys(args.contenders))
     notes = []
-    if HIGHER in contenders and not higher_available():
-        contenders.remove(HIGHER)
-        notes.append("higher skipped: not installed (pip install -r benchmarks/requirements.txt)")
+    for contender, package in OPTIONAL.items():
+        if contender in contenders and not contender_available(contender):
+            contenders.remove(contender)
+            notes.append(f"{contender} skipped: not installed "
+                         f"(pip install -r benchmarks/requirements.txt)")
     for note in notes:
         print(note + "  ")
     print(f"\nEach run: forward, inner loop, query loss and meta-gradient w.r.t. θ (no optimiser "
@@ -715,8 +780,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"{base.describe(with_steps=False)}\n")
         print("\n".join(memory_table(rows)))
         print(f"\n{LOOP} and {HIGHER} call backward once per task, so one task's graph is alive at "
-              f"a time; {FAST} keeps all {base.meta_batch_size} tasks' graphs until its one backward, "
-              f"and task_chunk_size={chunk} keeps {chunk} at a time. The time column is one run "
+              f"a time; {TORCHOPT} (as its example does) and {FAST} keep all {base.meta_batch_size} "
+              f"tasks' graphs until one backward, and task_chunk_size={chunk} keeps {chunk} at a time. The time column is one run "
               f"after one warm-up: indicative only.")
 
     if args.json:

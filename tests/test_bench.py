@@ -18,7 +18,7 @@ QUICK = ["--quick", "--repeats", "1"]
 
 
 def expected_contenders():
-    return [c for c in bench.CONTENDERS if c != bench.HIGHER or bench.higher_available()]
+    return [c for c in bench.CONTENDERS if bench.contender_available(c)]
 
 
 def table_rows(out: str, contender: str) -> list:
@@ -82,6 +82,30 @@ def test_missing_higher_is_skipped_with_a_note(monkeypatch, capsys):
     assert "higher skipped: not installed" in out
     assert not table_rows(out, "higher")
     assert table_rows(out, "mamlkit-fast") and table_rows(out, "loop-reference")
+
+
+@pytest.mark.ex2_1
+def test_missing_torchopt_is_skipped_with_a_note(monkeypatch, capsys):
+    monkeypatch.setattr(bench, "torchopt_available", lambda: False)
+    assert bench.main(QUICK + ["--settings", "paper-5way", "--skip-memory"]) == 0
+    out = capsys.readouterr().out
+    assert "torchopt skipped: not installed" in out
+    assert not table_rows(out, "torchopt")
+    assert table_rows(out, "mamlkit-fast") and table_rows(out, "loop-reference")
+
+
+@pytest.mark.parametrize("contender", [bench.HIGHER, bench.TORCHOPT])
+def test_library_contenders_compute_the_second_order_meta_gradient(contender):
+    if not bench.contender_available(contender):
+        pytest.skip(f"{contender} is not installed (pip install -r benchmarks/requirements.txt)")
+    # Several inner steps, float64: the libraries must agree with the loop to rounding error,
+    # which a first-order or otherwise different gradient does not.
+    setting = dataclasses.replace(bench.quick(bench.SETTINGS["paper-5way"]), channels=3, inner_steps=3)
+    problem = bench.make_problem(setting, dtype=torch.float64)
+    reference = bench.build_step(problem, bench.LOOP)()
+    assert bench.relative_error(bench.build_step(problem, contender)(), reference) < 1e-10
+    # θ is untouched: running the step again gives the same gradient.
+    assert bench.relative_error(bench.build_step(problem, contender)(), reference) < 1e-10
 
 
 @pytest.mark.ex2_1
