@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import signal
 import subprocess
 import threading
@@ -50,6 +51,13 @@ class TrainConfig:
     first_order: bool = False
     learn_inner_lrs: bool = False
     meta_lr: float = 1e-3
+    # "cosine" anneals the meta learning rate from meta_lr to meta_lr_min over `iterations`
+    # steps (SGDR, Loshchilov & Hutter 2017, as MAML++ uses it, Antoniou et al. 2019, §4).
+    meta_lr_schedule: str = "constant"
+    meta_lr_min: float = 0.0
+    # The first this many meta-steps are first-order, the rest second-order: MAML++'s
+    # derivative-order annealing (Antoniou et al. 2019, §4), cheaper steps while θ is far off.
+    first_order_steps: int = 0
     iterations: int = 60_000
     channels: int = 64
     split: str = "maml"
@@ -86,6 +94,32 @@ class TrainConfig:
                              f"got {self.task_chunk_size!r}")
         if self.val_tasks < 2:
             raise ValueError(f"val_tasks must be at least 2, got {self.val_tasks}")
+        if self.meta_lr_schedule not in META_LR_SCHEDULES:
+            raise ValueError(f"meta_lr_schedule must be one of {META_LR_SCHEDULES}, "
+                             f"got {self.meta_lr_schedule!r}")
+        if not 0 <= self.meta_lr_min <= self.meta_lr:
+            raise ValueError(f"meta_lr_min must be between 0 and meta_lr={self.meta_lr}, "
+                             f"got {self.meta_lr_min!r}")
+        if isinstance(self.first_order_steps, bool) or not isinstance(self.first_order_steps, int) \
+                or self.first_order_steps < 0:
+            raise ValueError(f"first_order_steps must be an integer >= 0, got {self.first_order_steps!r}")
+
+
+META_LR_SCHEDULES = ("constant", "cosine")
+
+
+def meta_lr_at(config: TrainConfig, iteration: int) -> float:
+    """The meta learning rate of meta-step ``iteration + 1`` (``iteration`` steps done).
+
+    A pure function of the step count, so a resumed run uses exactly the rates an
+    uninterrupted one would: there is no scheduler state to save. ``"cosine"``:
+    ``meta_lr_min + (meta_lr - meta_lr_min) · (1 + cos(π · iteration / iterations)) / 2``.
+    """
+    if config.meta_lr_schedule == "constant":
+        return config.meta_lr
+    progress = min(iteration / config.iterations, 1.0)
+    return config.meta_lr_min + (config.meta_lr - config.meta_lr_min) * 0.5 * (1 + math.cos(math.pi * progress))
+
 
 
 def build_model(config: TrainConfig | dict, generator: Optional[torch.Generator] = None) -> Conv4:
@@ -196,8 +230,11 @@ class Trainer:
     def step(self, metrics_before: bool = False) -> dict:
         c = self.config
         tasks = self.samplers["train"].sample(c.meta_batch_size, self.task_generator).to(self.device)
+        for group in self.optimizer.param_groups:
+            group["lr"] = meta_lr_at(c, self.iteration)
+        first_order = c.first_order or self.iteration < c.first_order_steps
         metrics = outer_step(self.model, self.params, tasks, self.optimizer, cross_entropy,
-                             self.inner_lr, c.inner_steps, c.first_order, method=c.method,
+                             self.inner_lr, c.inner_steps, first_order, method=c.method,
                              task_chunk_size=c.task_chunk_size, metrics_before=metrics_before)
         self.iteration += 1
         return metrics
