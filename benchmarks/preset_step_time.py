@@ -1,0 +1,65 @@
+"""Seconds per meta-step of the training presets, measured side by side on real Omniglot tasks.
+
+Time to accuracy is steps × seconds per step. Steps to accuracy come from training runs; their
+seconds are only comparable on a quiet machine. This script times the steps of every preset
+in one process, interleaved (a few steps of one preset, then of the next, and so on), so the
+*ratio* of their costs holds even while other work shares the cores.
+
+Example::
+
+    python benchmarks/preset_step_time.py --threads 2 --rounds 10 --steps 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from typing import Optional, Sequence
+
+import torch
+
+from mamlkit.presets import PRESETS, preset_config
+from mamlkit.train import Trainer, omniglot_task_samplers
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", choices=sorted(PRESETS), default=["paper", "fast"])
+    parser.add_argument("--rounds", type=int, default=10, help="rounds of interleaving (default: 10)")
+    parser.add_argument("--steps", type=int, default=5, help="steps per preset per round (default: 5)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.steps < 1:
+        parser.error("--rounds and --steps must be at least 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    configs = {name: preset_config(name) for name in args.presets}
+    samplers = omniglot_task_samplers(next(iter(configs.values())))
+    with tempfile.TemporaryDirectory(prefix="mamlkit-presets-") as folder:
+        trainers = {name: Trainer(c, f"{folder}/{name}", samplers) for name, c in configs.items()}
+        for trainer in trainers.values():  # warm-up, untimed
+            trainer.step()
+        per_step = {name: [] for name in trainers}
+        for _ in range(args.rounds):
+            for name, trainer in trainers.items():
+                start = time.perf_counter()
+                for _ in range(args.steps):
+                    trainer.step()
+                per_step[name].append((time.perf_counter() - start) / args.steps)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"median of {args.rounds} rounds of {args.steps} steps")
+    base = statistics.median(per_step[args.presets[0]])
+    for name, times in per_step.items():
+        c = configs[name]
+        median = statistics.median(times)
+        print(f"{name:>8}: {median:.3f} s per meta-step ({c.meta_batch_size} tasks, "
+              f"{'first' if c.first_order else 'second'} order), {median / base:.2f}× "
+              f"{args.presets[0]}'s; all rounds: " + " ".join(f"{t:.3f}" for t in times))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
