@@ -58,7 +58,9 @@ HELP = {
     "rotate": "rotate each class by a random multiple of 90° per task, as the MAML code does",
     "seed": "seed of initialisation and task sampling",
     "device": "cpu or cuda",
-    "method": "'fast' (all tasks at once) or 'loop' (one task at a time, the reference)",
+    "algorithm": "maml, anil (head-only inner loop), metasgd (per-element learned inner rates) "
+                 "or protonet (prototypes, no inner loop); --first-order true with maml is FOMAML",
+    "implementation": "'fast' (all tasks at once) or 'loop' (one task at a time, the reference)",
     "task_chunk_size": "adapt this many tasks at once and accumulate their gradients, or 'all': "
                        "the same update; smaller chunks use less memory",
     "log_every": "write training metrics every this many steps",
@@ -111,6 +113,12 @@ def build_parser(preset: Optional[str] = None) -> argparse.ArgumentParser:
     evaluate.add_argument("--inner-steps", type=int, default=None,
                           help="inner steps at test time (default: the run's eval_inner_steps)")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the test tasks")
+    evaluate.add_argument("--n-query", type=int, default=None,
+                          help="query images per class (default: the run's); with the transductive "
+                               "protocol the accuracy depends on it")
+    evaluate.add_argument("--protocol", default="transductive", choices=["transductive", "support-stats"],
+                          help="batch norm of the query images: their own statistics (transductive, the "
+                               "paper's) or the support set's (support-stats) (default: transductive)")
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--data-root", default=None)
     evaluate.add_argument("--json", help="also write the result to this JSON file")
@@ -154,9 +162,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     result = evaluate_checkpoint(args.checkpoint, split=args.split, num_tasks=args.tasks,
                                  inner_steps=args.inner_steps, seed=args.seed,
-                                 device=args.device, data_root=args.data_root)
+                                 device=args.device, data_root=args.data_root,
+                                 n_query=args.n_query, protocol=args.protocol)
     steps = len(result["per_step_mean"]) - 1
-    print(f"{result['num_tasks']} {args.split} tasks, {steps} inner steps: "
+    print(f"{result['num_tasks']} {args.split} tasks, {steps} inner steps, {args.protocol}: "
           f"accuracy {100 * result['mean']:.2f} ± {100 * result['ci95']:.2f}% (95% CI)")
     print("after 0..{} steps: {}".format(steps, " ".join(f"{100 * m:.1f}" for m in result["per_step_mean"])))
     if args.json:

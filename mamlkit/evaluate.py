@@ -12,6 +12,7 @@ from mamlkit.fast import adapt_tasks
 from mamlkit.functional import Params
 from mamlkit.inner_loop import InnerLR, LossFn, gradient_step
 from mamlkit.losses import accuracy
+from mamlkit.protocols import check_protocol, query_outputs
 from mamlkit.tasks import TaskBatch
 
 
@@ -41,15 +42,18 @@ def adaptation_curve(
     inner_lr: InnerLR,
     max_steps: int,
     metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = accuracy,
+    protocol: str = "transductive",
 ) -> torch.Tensor:
     """Per-task query metric after 0, 1, ..., ``max_steps`` inner steps.
 
     At test time nothing is differentiated through the steps, so the inner loop runs
     first-order: the adapted parameters are the same numbers, without the graph.
+    ``protocol`` says how batch norm treats the query images (:mod:`mamlkit.protocols`).
 
     Returns:
         ``(max_steps + 1, T)``: row ``s`` holds each task's metric after ``s`` steps.
     """
+    check_protocol(protocol)
     params = {name: p.detach().requires_grad_(True) for name, p in params.items()}
     if isinstance(inner_lr, dict):
         inner_lr = {name: lr.detach() for name, lr in inner_lr.items()}
@@ -58,7 +62,8 @@ def adaptation_curve(
         adapted = adapt_tasks(model, params, tasks.x_support, tasks.y_support, loss_fn, inner_lr, 0)
         for step in range(max_steps + 1):
             with torch.no_grad():
-                rows.append(metric(model.forward_tasks(adapted, tasks.x_query), tasks.y_query))
+                outputs = query_outputs(model, adapted, tasks.x_support, tasks.x_query, protocol)
+                rows.append(metric(outputs, tasks.y_query))
             if step < max_steps:
                 losses = loss_fn(model.forward_tasks(adapted, tasks.x_support), tasks.y_support)
                 adapted = {n: t.detach().requires_grad_(True) for n, t in
@@ -77,6 +82,8 @@ def evaluate(
     batch_size: int = 50,
     metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = accuracy,
     device: str | torch.device = "cpu",
+    method=None,
+    protocol: str = "transductive",
 ) -> dict:
     """Adapt to ``num_tasks`` new tasks and summarise the query metric after each step.
 
@@ -85,6 +92,10 @@ def evaluate(
         inner_steps: steps of adaptation at test time.
         num_tasks: how many tasks to average over (600 in the literature).
         batch_size: tasks adapted at once (memory, not results, depends on it).
+        method: an algorithm from :mod:`mamlkit.methods`; it adapts and predicts instead of
+            plain MAML with ``inner_lr`` (``loss_fn`` and ``inner_lr`` are then its own).
+        protocol: ``"transductive"`` or ``"support-stats"``: which statistics batch norm
+            uses for the query images (:mod:`mamlkit.protocols`).
 
     Returns:
         ``{"mean", "ci95", "per_step_mean", "per_step_ci95", "per_task", "num_tasks"}`` where
@@ -97,7 +108,11 @@ def evaluate(
     remaining = num_tasks
     while remaining > 0:
         tasks = sample_tasks(min(batch_size, remaining)).to(device)
-        curves.append(adaptation_curve(model, params, tasks, loss_fn, inner_lr, inner_steps, metric))
+        if method is not None:
+            curves.append(method.adaptation_curve(model, params, tasks, inner_steps, metric, protocol))
+        else:
+            curves.append(adaptation_curve(model, params, tasks, loss_fn, inner_lr, inner_steps,
+                                           metric, protocol))
         remaining -= tasks.num_tasks
     curve = torch.cat(curves, dim=1)  # (inner_steps + 1, num_tasks)
     per_step = [mean_confidence_interval(row) for row in curve]

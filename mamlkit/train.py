@@ -31,10 +31,10 @@ import torch
 from mamlkit import checkpoints
 from mamlkit.evaluate import evaluate
 from mamlkit.functional import get_params
-from mamlkit.inner_loop import init_inner_lrs
 from mamlkit.losses import cross_entropy
 from mamlkit.models import Conv4
-from mamlkit.outer_loop import outer_step
+from mamlkit.methods import ALGORITHMS, build_method
+from mamlkit.methods import outer_step as method_outer_step
 
 
 @dataclass
@@ -50,6 +50,9 @@ class TrainConfig:
     eval_inner_steps: int = 3
     first_order: bool = False
     learn_inner_lrs: bool = False
+    # Which meta-learner (mamlkit.methods): maml, anil, metasgd or protonet. first_order
+    # applies to the three with an inner loop (algorithm=maml, first_order=true is FOMAML).
+    algorithm: str = "maml"
     meta_lr: float = 1e-3
     # "cosine" anneals the meta learning rate from meta_lr to meta_lr_min over `iterations`
     # steps (SGDR, Loshchilov & Hutter 2017, as MAML++ uses it, Antoniou et al. 2019, §4).
@@ -64,7 +67,9 @@ class TrainConfig:
     rotate: bool = True
     seed: int = 0
     device: str = "cpu"
-    method: str = "fast"
+    # How the meta-step is computed, not what: "fast" (tasks at once) or "loop" (per task).
+    # Saved configs from before it was renamed call it "method" (see upgrade_config).
+    implementation: str = "fast"
     # Adapting 8 tasks at a time (gradients accumulated) gives the same update as all at once
     # and is faster on a CPU: the working set stays in cache (see python -m mamlkit bench).
     task_chunk_size: Optional[int] = 8
@@ -94,6 +99,13 @@ class TrainConfig:
                              f"got {self.task_chunk_size!r}")
         if self.val_tasks < 2:
             raise ValueError(f"val_tasks must be at least 2, got {self.val_tasks}")
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {sorted(ALGORITHMS)}, got {self.algorithm!r}")
+        if self.implementation not in ("fast", "loop"):
+            raise ValueError(f"implementation must be 'fast' or 'loop', got {self.implementation!r}")
+        if not ALGORITHMS[self.algorithm].has_inner_loop and (self.first_order or self.learn_inner_lrs):
+            raise ValueError(f"algorithm {self.algorithm!r} has no inner loop: first_order and "
+                             "learn_inner_lrs must be false")
         if self.meta_lr_schedule not in META_LR_SCHEDULES:
             raise ValueError(f"meta_lr_schedule must be one of {META_LR_SCHEDULES}, "
                              f"got {self.meta_lr_schedule!r}")
@@ -154,11 +166,10 @@ class Trainer:
         self.model = build_model(config, torch.Generator().manual_seed(config.seed)).to(self.device)
         self.params = {n: p.to(self.device).detach().requires_grad_(True)
                        for n, p in get_params(self.model).items()}
-        self.inner_lrs = (
-            {n: t.to(self.device).detach().requires_grad_(True)
-             for n, t in init_inner_lrs(self.params, config.inner_lr).items()}
-            if config.learn_inner_lrs else None
-        )
+        # The algorithm owns its extra learned tensors (learned inner rates), saved as inner_lrs.
+        self.method = build_method(config.algorithm, self.params, config.inner_lr, config.inner_steps,
+                                   config.first_order, config.learn_inner_lrs, loss_fn=cross_entropy)
+        self.inner_lrs = self.method.learned_rates
         trainable = list(self.params.values()) + list((self.inner_lrs or {}).values())
         self.optimizer = torch.optim.Adam(trainable, lr=config.meta_lr)
         # Training tasks come from their own generator, saved in checkpoints for exact resume.
@@ -186,8 +197,8 @@ class Trainer:
 
     def load_state(self, state: dict) -> None:
         # Settings that change how the steps are computed, not what they compute, may differ.
-        free = ("iterations", "device", "data_root", "method", "task_chunk_size")
-        saved = {k: v for k, v in state["config"].items() if k not in free}
+        free = ("iterations", "device", "data_root", "implementation", "task_chunk_size")
+        saved = {k: v for k, v in upgrade_config(state["config"]).items() if k not in free}
         current = {k: v for k, v in dataclasses.asdict(self.config).items() if k in saved}
         changed = {k: (saved[k], current[k]) for k in saved if saved[k] != current.get(k)}
         if changed:
@@ -233,9 +244,9 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = meta_lr_at(c, self.iteration)
         first_order = c.first_order or self.iteration < c.first_order_steps
-        metrics = outer_step(self.model, self.params, tasks, self.optimizer, cross_entropy,
-                             self.inner_lr, c.inner_steps, first_order, method=c.method,
-                             task_chunk_size=c.task_chunk_size, metrics_before=metrics_before)
+        self.method.first_order = first_order
+        metrics = method_outer_step(self.method, self.model, self.params, tasks, self.optimizer,
+                                    c.implementation, c.task_chunk_size, metrics_before)
         self.iteration += 1
         return metrics
 
@@ -246,7 +257,7 @@ class Trainer:
         return evaluate(self.model, self.params,
                         lambda n: self.samplers[split].sample(n, generator),
                         cross_entropy, self.inner_lr, c.eval_inner_steps,
-                        num_tasks=num_tasks or c.val_tasks, device=self.device)
+                        num_tasks=num_tasks or c.val_tasks, device=self.device, method=self.method)
 
     def log(self, record: dict) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -357,10 +368,30 @@ def read_metrics(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def upgrade_config(config: dict) -> dict:
+    """A saved config in today's field names: ``method`` became ``implementation``, and runs
+    saved before ``algorithm`` existed were MAML."""
+    config = dict(config)
+    if "method" in config:
+        config.setdefault("implementation", config.pop("method"))
+    config.setdefault("algorithm", "maml")
+    return config
+
+
+def load_method(path: str | Path, device: str = "cpu"):
+    """``(model, params, method, config)``: saved weights with their algorithm (:mod:`mamlkit.methods`)."""
+    model, params, _, config = load_weights(path, device)
+    state = checkpoints.load(path, map_location=device)
+    method = build_method(config["algorithm"], params, config["inner_lr"], config["inner_steps"],
+                          config["first_order"], config.get("learn_inner_lrs", False),
+                          saved_rates=state.get("inner_lrs"), loss_fn=cross_entropy)
+    return model, params, method, config
+
+
 def load_weights(path: str | Path, device: str = "cpu"):
     """``(model, params, inner_lr, config)`` from a weights file or a run checkpoint."""
     state = checkpoints.load(path, map_location=device)
-    config = state["config"]
+    config = upgrade_config(state["config"])
     model = build_model(config).to(device)
     params = {n: t.to(device) for n, t in state["params"].items()}
     from mamlkit.functional import check_params
@@ -371,20 +402,30 @@ def load_weights(path: str | Path, device: str = "cpu"):
 
 def evaluate_checkpoint(path: str | Path, split: str = "test", num_tasks: int = 600,
                         inner_steps: Optional[int] = None, seed: int = 0, device: str = "cpu",
-                        data_root: Optional[str] = None) -> dict:
-    """Mean accuracy ± 95% CI of saved weights on ``num_tasks`` tasks of ``split``."""
-    model, params, inner_lr, saved = load_weights(path, device)
+                        data_root: Optional[str] = None, n_query: Optional[int] = None,
+                        protocol: str = "transductive") -> dict:
+    """Mean accuracy ± 95% CI of saved weights on ``num_tasks`` tasks of ``split``.
+
+    Args:
+        n_query: query images per class (default: the run's own ``n_query``); with the
+            transductive protocol the accuracy depends on it (see :mod:`mamlkit.protocols`).
+        protocol: ``"transductive"`` (the paper's) or ``"support-stats"``.
+    """
+    model, params, method, saved = load_method(path, device)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in saved.items() if k in fields})
     if data_root is not None:
         config.data_root = data_root
+    if n_query is not None:
+        config.n_query = n_query
     samplers = omniglot_task_samplers(config)
     if split not in samplers:
         raise ValueError(f"unknown split {split!r}; choose one of {sorted(samplers)}")
     generator = torch.Generator().manual_seed(seed)
     steps = config.eval_inner_steps if inner_steps is None else inner_steps
     return evaluate(model, params, lambda n: samplers[split].sample(n, generator),
-                    cross_entropy, inner_lr, steps, num_tasks=num_tasks, device=device)
+                    cross_entropy, method.inner_lr, steps, num_tasks=num_tasks, device=device,
+                    method=method, protocol=protocol)
 
 
 def git_commit() -> Optional[str]:

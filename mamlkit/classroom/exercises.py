@@ -170,6 +170,25 @@ EXERCISES: tuple[Exercise, ...] = (
         task="implement `mean_confidence_interval`",
         solution_only=("1.96 * values.std(unbiased=True).item() / math.sqrt(n)",),
     ),
+    Exercise(
+        id="5.1",
+        title="Prototypical Networks: prototypes and their logits",
+        points=10,
+        notebook="notebooks/05_maml_neighbours.ipynb",
+        module="mamlkit/methods/protonet.py",
+        task="implement `prototypes` (class means of the support embeddings) and "
+             "`prototype_logits` (negative squared distances)",
+        solution_only=("one_hot.transpose(-1, -2) @ features", "return -(differences ** 2).sum(dim=-1)"),
+    ),
+    Exercise(
+        id="5.2",
+        title="ANIL: the head-only inner loop",
+        points=10,
+        notebook="notebooks/05_maml_neighbours.ipynb",
+        module="mamlkit/methods/anil.py",
+        task="implement `adapt_head` (gradient steps on the head's weight and bias only)",
+        solution_only=("loss_fn(head_logits(adapted, features_support), y_support).sum()",),
+    ),
 )
 
 

@@ -1,0 +1,78 @@
+"""Embeddings from a network with a linear head, per task and for many tasks at once.
+
+ANIL and Prototypical Networks treat the network as a *body* f (everything before the last
+linear layer ``head``) followed by the head. The body's output, the embedding f(x), is exactly
+what the head receives; with the head replaced by the identity (weight I, bias 0) the network
+outputs f(x) itself. So the one tested forward of the model — per task through
+:func:`mamlkit.functional.forward`, or ``forward_tasks`` for many tasks — also computes
+embeddings, and there is no second copy of the body to keep in step with it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mamlkit.functional import Params, forward
+
+HEAD = ("head.weight", "head.bias")
+
+
+def check_has_head(params: Params) -> None:
+    """Raise a TypeError unless ``params`` has a linear ``head`` (like Conv4's)."""
+    missing = [name for name in HEAD if name not in params]
+    if missing:
+        raise TypeError(
+            f"this algorithm needs a network whose last layer is a linear layer named 'head' "
+            f"(like mamlkit.models.Conv4); params has no {missing}"
+        )
+
+
+def split_head(params: Params) -> tuple[Params, Params]:
+    """``(body, head)``: the parameters before the head, and the head's weight and bias."""
+    check_has_head(params)
+    body = {name: p for name, p in params.items() if name not in HEAD}
+    return body, {name: params[name] for name in HEAD}
+
+
+def identity_head(params: Params) -> Params:
+    """``params`` with the head replaced by the identity, so the network outputs f(x).
+
+    The head weight ``(..., n_way, C)`` becomes ``I`` ``(..., C, C)`` and the bias zeros
+    ``(..., C)``, keeping any leading task axis.
+    """
+    check_has_head(params)
+    weight = params["head.weight"]
+    width = weight.shape[-1]
+    eye = torch.eye(width, dtype=weight.dtype, device=weight.device).expand(*weight.shape[:-2], width, width)
+    zeros = weight.new_zeros(*weight.shape[:-2], width)
+    return {**params, "head.weight": eye, "head.bias": zeros}
+
+
+def embed(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:
+    """f(x) for one task: ``x`` ``(S, *input_shape)`` → ``(S, C)``."""
+    return forward(model, identity_head(params), x)
+
+
+def embed_tasks(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:
+    """f(x) for ``T`` tasks: params with a task axis, ``x`` ``(T, S, ...)`` → ``(T, S, C)``."""
+    return model.forward_tasks(identity_head(params), x)
+
+
+def expand_tasks(params: Params, num_tasks: int) -> Params:
+    """θ broadcast to a leading task axis, ``(T, *shape)``, without copying."""
+    return {name: p.expand(num_tasks, *p.shape) for name, p in params.items()}
+
+
+def head_logits(head: Params, features: torch.Tensor) -> torch.Tensor:
+    r"""The linear head, :math:`f W^\top + b`, for one task or many.
+
+    Args:
+        head: ``head.weight`` ``(n_way, C)`` and ``head.bias`` ``(n_way,)``, or both with a
+            leading task axis ``(T, ...)``.
+        features: ``(S, C)``, or ``(T, S, C)`` with a task axis.
+
+    Returns:
+        ``(S, n_way)`` or ``(T, S, n_way)`` logits.
+    """
+    return features @ head["head.weight"].transpose(-1, -2) + head["head.bias"].unsqueeze(-2)
