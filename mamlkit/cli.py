@@ -139,21 +139,31 @@ def build_parser(preset: Optional[str] = None) -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from mamlkit import distributed
     from mamlkit.train import Trainer
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**values)
-    trainer = Trainer(config, args.run_dir)
-    if trainer.resume_if_possible():
-        print(f"resuming {args.run_dir} at step {trainer.iteration} of {config.iterations}")
+    # Started by torchrun: join the other processes (gloo on CPU, NCCL with --device cuda).
+    distributed.init_from_env(config.device)
     try:
-        trainer.train(progress=not args.no_progress)
-    except KeyboardInterrupt:
-        return 130
-    path = trainer.export(Path(args.run_dir) / "model.pt")
-    print(f"weights: {path}")
-    if args.export:
-        print(f"exported: {trainer.export(args.export)}")
+        trainer = Trainer(config, args.run_dir)
+        say = print if distributed.is_main_process() else (lambda *_: None)
+        if distributed.world_size() > 1:
+            say(f"{distributed.world_size()} processes share each meta-batch of {config.meta_batch_size} tasks")
+        if trainer.resume_if_possible():
+            say(f"resuming {args.run_dir} at step {trainer.iteration} of {config.iterations}")
+        try:
+            trainer.train(progress=not args.no_progress)
+        except KeyboardInterrupt:
+            return 130
+        if distributed.is_main_process():
+            path = trainer.export(Path(args.run_dir) / "model.pt")
+            print(f"weights: {path}")
+            if args.export:
+                print(f"exported: {trainer.export(args.export)}")
+    finally:
+        distributed.shutdown()
     return 0
 
 

@@ -28,7 +28,7 @@ from typing import Optional
 
 import torch
 
-from mamlkit import checkpoints
+from mamlkit import checkpoints, distributed
 from mamlkit.evaluate import evaluate
 from mamlkit.functional import get_params
 from mamlkit.losses import cross_entropy
@@ -222,15 +222,21 @@ class Trainer:
         return self.run_dir / "checkpoint.pt"
 
     def save_checkpoint(self) -> None:
+        if not distributed.is_main_process():  # every rank holds the same state; one writes it
+            return
         checkpoints.atomic_save(self.state(), self.checkpoint_path)
 
     def resume_if_possible(self) -> bool:
         """Continue from ``checkpoint.pt`` if the run folder has one; drop log lines past it."""
-        if not self.checkpoint_path.exists():
+        # Rank 0 reads the checkpoint and sends it to the others, which may run on machines
+        # without the run folder.
+        state = distributed.broadcast_from_main(
+            lambda: checkpoints.load(self.checkpoint_path) if self.checkpoint_path.exists() else None)
+        if state is None:
             return False
-        self.load_state(checkpoints.load(self.checkpoint_path))
+        self.load_state(state)
         log = self.run_dir / "metrics.jsonl"
-        if log.exists():
+        if log.exists() and distributed.is_main_process():
             # Lines written after the last checkpoint belong to steps that will be redone.
             kept = [line for line in log.read_text().splitlines()
                     if line and json.loads(line)["iteration"] <= self.iteration]
@@ -245,8 +251,10 @@ class Trainer:
             group["lr"] = meta_lr_at(c, self.iteration)
         first_order = c.first_order or self.iteration < c.first_order_steps
         self.method.first_order = first_order
-        metrics = method_outer_step(self.method, self.model, self.params, tasks, self.optimizer,
-                                    c.implementation, c.task_chunk_size, metrics_before)
+        # Under torchrun each process adapts its share of the tasks (see mamlkit.distributed).
+        update = distributed.outer_step if distributed.world_size() > 1 else method_outer_step
+        metrics = update(self.method, self.model, self.params, tasks, self.optimizer,
+                         c.implementation, c.task_chunk_size, metrics_before)
         self.iteration += 1
         return metrics
 
@@ -260,6 +268,8 @@ class Trainer:
                         num_tasks=num_tasks or c.val_tasks, device=self.device, method=self.method)
 
     def log(self, record: dict) -> None:
+        if not distributed.is_main_process():
+            return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -275,7 +285,8 @@ class Trainer:
 
         c = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        bar = tqdm(total=c.iterations, initial=self.iteration, disable=not progress,
+        bar = tqdm(total=c.iterations, initial=self.iteration,
+                   disable=not progress or not distributed.is_main_process(),
                    unit="step", dynamic_ncols=True)
         session_start, session_first = time.perf_counter(), self.iteration
         try:
@@ -284,6 +295,8 @@ class Trainer:
                     start = time.perf_counter()
                     metrics = self.step(metrics_before=(self.iteration + 1) % c.log_every == 0)
                     self.train_seconds += time.perf_counter() - start
+                    # All ranks stop after the same step, when Ctrl-C reached any of them.
+                    stop.requested = distributed.any_rank(stop.requested)
                     bar.update(1)
                     if self.iteration % c.log_every == 0:
                         self.log({"iteration": self.iteration, "kind": "train",
@@ -292,7 +305,8 @@ class Trainer:
                                             / (time.perf_counter() - session_start))
                         bar.set_postfix(acc=f"{metrics['query_accuracy']:.3f}",
                                         tasks_per_s=f"{tasks_per_second:.0f}")
-                    if self.iteration % c.val_every == 0 or self.iteration == c.iterations:
+                    if ((self.iteration % c.val_every == 0 or self.iteration == c.iterations)
+                            and distributed.is_main_process()):  # the others wait at the next step
                         result = self.evaluate("val")
                         self.log({"iteration": self.iteration, "kind": "val",
                                   "seconds": round(self.train_seconds, 2),
