@@ -1,4 +1,4 @@
-"""The command line: ``python -m mamlkit train | evaluate | bench``.
+"""The command line: ``python -m mamlkit train | evaluate | export | data | bench``.
 
 Examples::
 
@@ -6,6 +6,13 @@ Examples::
     python -m mamlkit train --run-dir runs/omniglot_5w1s            # again: resumes where it stopped
     python -m mamlkit evaluate assets/omniglot_5w1s.pt --tasks 600  # mean accuracy ± 95% CI
     python -m mamlkit export --run-dir runs/omniglot_5w1s --out assets/omniglot_5w1s.pt
+    python -m mamlkit data                                           # where is Omniglot?
+    python -m mamlkit data --from ~/Downloads                        # offline: copy the zips in
+
+A mistake in the input or a failing environment (a missing or damaged file, no network, a
+folder that cannot be written) ends with one ``error:`` line on stderr and exit status 2 (the
+command cannot work as typed) or 1 (the work failed); ``--debug`` or ``MAMLKIT_DEBUG=1`` shows
+the traceback too. Any other exception is a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -13,10 +20,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
+from mamlkit.errors import CheckpointError, ConfigError, MamlkitError, RunFolderError
 from mamlkit.train import TrainConfig
 
 
@@ -35,6 +45,35 @@ def _bool(text: str) -> bool:
     if text.lower() in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+class _Flag(argparse.BooleanOptionalAction):
+    """``--first-order`` / ``--no-first-order``; ``--first-order true|false`` also works."""
+
+    def __init__(self, option_strings, dest, default=None, help=None, **kwargs):
+        super().__init__(option_strings, dest, default=default)
+        self.nargs, self.help, self.metavar = "?", help, "true|false"
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string.startswith("--no-"):
+            if values is not None:
+                parser.error(f"{option_string} takes no value, got {values!r}")
+            setattr(namespace, self.dest, False)
+            return
+        try:
+            setattr(namespace, self.dest, True if values is None else _bool(values))
+        except argparse.ArgumentTypeError as error:
+            parser.error(f"argument {option_string}: {error}")
+
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Lists a flag as ``--first-order, --no-first-order`` in --help."""
+
+    def _format_action_invocation(self, action):
+        if isinstance(action, _Flag):
+            return ", ".join(action.option_strings)
+        return super()._format_action_invocation(action)
 
 
 HELP = {
@@ -78,8 +117,10 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
         flag = "--" + field.name.replace("_", "-")
         default = field.default
         if field.type in ("bool", bool):
-            kind = _bool
-        elif field.name == "task_chunk_size":
+            parser.add_argument(flag, action=_Flag, default=default,
+                                help=f"{HELP.get(field.name, '')} (default: {default})")
+            continue
+        if field.name == "task_chunk_size":
             kind = _chunk
         elif field.name == "data_root":
             kind = str
@@ -92,9 +133,12 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
 def build_parser(preset: Optional[str] = None) -> argparse.ArgumentParser:
     """The parser; with ``preset`` (mamlkit.presets), ``train``'s defaults are that preset's."""
     parser = argparse.ArgumentParser(prog="python -m mamlkit", description="MAML on Omniglot.")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     commands = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
 
-    train = commands.add_parser("train", help="meta-train (resumes if the run folder has a checkpoint)")
+    train = commands.add_parser("train", parents=[common], formatter_class=_Formatter, help="meta-train (resumes if the run folder has a checkpoint)")
     train.add_argument("--run-dir", required=True, help="folder for checkpoint, metrics and plots")
     train.add_argument("--export", help="also copy the final weights to this file (e.g. assets/x.pt)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -106,9 +150,10 @@ def build_parser(preset: Optional[str] = None) -> argparse.ArgumentParser:
     if preset is not None:
         train.set_defaults(**preset_values(preset))
 
-    evaluate = commands.add_parser("evaluate", help="mean accuracy ± 95%% CI on new tasks")
+    evaluate = commands.add_parser("evaluate", parents=[common], help="mean accuracy ± 95%% CI on new tasks")
     evaluate.add_argument("checkpoint", help="a weights file (model.pt) or a run's checkpoint.pt")
-    evaluate.add_argument("--split", default="test", help="train, val or test (default: test)")
+    evaluate.add_argument("--split", default="test", choices=["train", "val", "test"],
+                          help="train, val or test (default: test)")
     evaluate.add_argument("--tasks", type=int, default=600, help="number of tasks (default: 600)")
     evaluate.add_argument("--inner-steps", type=int, default=None,
                           help="inner steps at test time (default: the run's eval_inner_steps)")
@@ -123,7 +168,7 @@ def build_parser(preset: Optional[str] = None) -> argparse.ArgumentParser:
     evaluate.add_argument("--data-root", default=None)
     evaluate.add_argument("--json", help="also write the result to this JSON file")
 
-    export = commands.add_parser("export", help="publish a run: weights, metrics and a manifest "
+    export = commands.add_parser("export", parents=[common], help="publish a run: weights, metrics and a manifest "
                                                 "with its measured test accuracy")
     export.add_argument("--run-dir", required=True, help="the run folder (its checkpoint.pt)")
     export.add_argument("--out", required=True, help="weights file to write, e.g. assets/omniglot_5w1s.pt")
@@ -132,18 +177,103 @@ def build_parser(preset: Optional[str] = None) -> argparse.ArgumentParser:
     export.add_argument("--data-root", default=None)
     export.add_argument("--note", default=None, help="how the run was made, e.g. the training conditions")
 
+    data = commands.add_parser("data", parents=[common],
+                               help="where the course looks for Omniglot and what it finds; "
+                                    "--download or --from FOLDER puts the zips in the cache")
+    source = data.add_mutually_exclusive_group()
+    source.add_argument("--download", action="store_true",
+                        help="download the zips the cache lacks (md5-checked) and check them")
+    source.add_argument("--from", dest="from_folder", metavar="FOLDER",
+                        help="check images_background.zip and images_evaluation.zip in FOLDER "
+                             "and copy them into the cache (for machines without network)")
+    data.add_argument("--data-root", default=None, help="also show this folder, as train/evaluate would use it")
+    data.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     # ``bench`` hands all its arguments to mamlkit.bench (see main); listed here for --help.
     commands.add_parser("bench", help="time one meta-step against other implementations "
                                       "(python -m mamlkit bench --help)", add_help=False)
     return parser
 
 
+DEBUG_HELP = "on an error, show the traceback too (or set MAMLKIT_DEBUG=1)"
+
+
+def usable_run_folder(path: str | os.PathLike) -> Path:
+    """Create ``path`` if needed and check that files can be written in it.
+
+    Raises:
+        ConfigError: ``path`` (or a folder above it) is a file.
+        RunFolderError: the folder cannot be created or written (read-only, no permission).
+    """
+    path = Path(path)
+    above = next((p for p in (path, *path.parents) if p.exists()), None)
+    if above is not None and not above.is_dir():
+        where = "is a file" if above == path else f"is inside {above}, which is a file"
+        raise ConfigError(f"the run folder {path} {where}, not a folder: give --run-dir a folder "
+                          "(it is created if needed)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise RunFolderError(f"cannot write in the run folder {path} ({error.strerror or error}): "
+                             "give --run-dir a folder you can write") from error
+    return path
+
+
+def writable_file(path: str | os.PathLike, option: str) -> Path:
+    """Check, before any work, that the output file ``path`` can be created."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a folder; give a file name, e.g. {path / 'result.json'}")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{option} {path}: the folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise RunFolderError(f"{option} {path}: cannot write in {path.parent}")
+    return path
+
+
+def check_resume(config: TrainConfig, run_folder: Path) -> None:
+    """Before any data is loaded: a checkpoint in the run folder must be readable and match.
+
+    The trainer checks the same when it resumes; checking here first answers in a second,
+    without loading or downloading data.
+    """
+    from mamlkit import checkpoints
+
+    path = run_folder / "checkpoint.pt"
+    if not path.exists():
+        return
+    saved = dict(checkpoints.load(path)["config"])
+    if "method" in saved:  # the older name of `implementation`
+        saved.setdefault("implementation", saved.pop("method"))
+    free = {"iterations", "device", "data_root", "implementation", "method", "task_chunk_size"}
+    current = dataclasses.asdict(config)
+    changed = {k: (v, current[k]) for k, v in saved.items()
+               if k in current and k not in free and v != current[k]}
+    if changed:
+        raise ConfigError(
+            f"cannot resume {run_folder}: its checkpoint was made with different settings: "
+            + ", ".join(f"{k}={old!r} (now {new!r})" for k, (old, new) in changed.items())
+            + ". Give the same settings to continue it, or another --run-dir to start a new run"
+        )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from mamlkit import distributed
     from mamlkit.train import Trainer
 
+    from mamlkit.data.omniglot import check_task_settings
+
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**values)
+    # Everything that can be checked without data, before anything is loaded or downloaded.
+    config.validate()
+    check_task_settings(config.n_way, config.k_shot, config.n_query, config.split)
+    run_folder = usable_run_folder(args.run_dir)
+    check_resume(config, run_folder)
+    if args.export:
+        writable_file(args.export, "--export")
     # Started by torchrun: join the other processes (gloo on CPU, NCCL with --device cuda).
     distributed.init_from_env(config.device)
     try:
@@ -170,6 +300,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from mamlkit.train import evaluate_checkpoint
 
+    if args.json:
+        writable_file(args.json, "--json")
+
     result = evaluate_checkpoint(args.checkpoint, split=args.split, num_tasks=args.tasks,
                                  inner_steps=args.inner_steps, seed=args.seed,
                                  device=args.device, data_root=args.data_root,
@@ -187,13 +320,67 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from mamlkit.publish import export_run
 
+    for name in ("checkpoint.pt", "metrics.jsonl"):
+        if not (Path(args.run_dir) / name).is_file():
+            raise CheckpointError(f"{args.run_dir} is not a finished run folder: it has no {name} "
+                                  "(`python -m mamlkit train --run-dir ...` writes both)")
+    writable_file(args.out, "--out")
+
     manifest = export_run(args.run_dir, args.out, num_tasks=args.tasks, test_seed=args.seed,
                           data_root=args.data_root, note=args.note)
     print(json.dumps(manifest, indent=2))
     return 0
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    from mamlkit.data import omniglot
+
+    if args.download:
+        folder = omniglot.download_omniglot(progress=not args.no_progress)
+        print(f"Omniglot is in {folder}: both zips present and checked")
+    elif args.from_folder:
+        folder = omniglot.copy_omniglot_from(args.from_folder)
+        print(f"checked and copied the two zips from {args.from_folder} into {folder}")
+    places = omniglot.where_omniglot(args.data_root)
+    print("Where the course looks for Omniglot, in order:")
+    used = None
+    for number, place in enumerate(places, start=1):
+        absent = "not set" if place.label.startswith("$") else "not given"
+        print(f"  {number}. {place.label}: {place.folder if place.folder else absent}")
+        if place.folder is None:
+            continue
+        if not place.folder.is_dir():
+            print("       " + ("is a file, not a folder" if place.folder.exists() else "does not exist"))
+        for name, found in place.found.items():
+            print(f"       {name}: {found}")
+        if used is None:
+            used = place  # the first place given is used, complete or not (as find_omniglot does)
+    cache = places[-1].folder / omniglot.CACHE_FILE
+    print(f"  preprocessed 28x28 images: {cache} "
+          + (f"({cache.stat().st_size / 1e6:.0f} MB)" if cache.is_file() else "(not built yet)"))
+    if used.complete:
+        print(f"Ready: mamlkit uses {used.folder} ({used.label}).")
+        return 0
+    if used is places[-1]:
+        print(f"Not there yet: the first load downloads the zips (about 15 MB) into {used.folder} "
+              "from\n  " + "\n  ".join(omniglot.OMNIGLOT_URLS.values()) + "\nWithout network: "
+              "`python -m mamlkit data --from FOLDER` with a folder holding the two zips, or set "
+              "MAMLKIT_DATA to such a folder.")
+    else:
+        print(f"Not usable: {used.folder} ({used.label}) lacks the zips; put them there, or "
+              "unset it to use the cache folder.")
+    return 1
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "export": cmd_export, "data": cmd_data}
+
+
+def debug_from_env() -> bool:
+    return os.environ.get("MAMLKIT_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one command; return its exit status (0 ok, 1 the work failed, 2 bad input, 130 Ctrl-C)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:
         from mamlkit.bench import main as bench_main
@@ -202,15 +389,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "preset", None):  # again, with the preset's values as the defaults
         args = build_parser(args.preset).parse_args(argv)
+    debug = getattr(args, "debug", False) or debug_from_env()
     try:
-        if args.command == "train":
-            return cmd_train(args)
-        if args.command == "export":
-            return cmd_export(args)
-        return cmd_evaluate(args)
-    except (ValueError, FileNotFoundError) as error:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("interrupted: nothing half-written was kept", file=sys.stderr)
+        return 130
+    except MamlkitError as error:
+        if debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_status
+    except ValueError as error:  # the library's checks of its arguments: the input is wrong
+        if debug:
+            raise
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # the environment: a file or folder that cannot be read or written
+        if debug:
+            raise
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"error: {error.strerror or error}{where}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

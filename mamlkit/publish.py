@@ -37,11 +37,15 @@ def machine_description() -> str:
 def training_command(config: TrainConfig, run_dir: str) -> str:
     """The ``python -m mamlkit train`` command line that makes a run with ``config``."""
     default = TrainConfig()
-    options = [
-        f"--{f.name.replace('_', '-')} {'all' if getattr(config, f.name) is None else getattr(config, f.name)}"
-        for f in dataclasses.fields(TrainConfig)
-        if f.name not in ("device", "data_root") and getattr(config, f.name) != getattr(default, f.name)
-    ]
+    options = []
+    for f in dataclasses.fields(TrainConfig):
+        value, flag = getattr(config, f.name), f.name.replace("_", "-")
+        if f.name in ("device", "data_root") or value == getattr(default, f.name):
+            continue
+        if isinstance(value, bool):  # yes/no settings are flags: --first-order, --no-rotate
+            options.append(f"--{flag}" if value else f"--no-{flag}")
+        else:
+            options.append(f"--{flag} {'all' if value is None else value}")
     return " ".join(["python -m mamlkit train --run-dir", str(run_dir), *options])
 
 
@@ -58,7 +62,8 @@ def export_run(run_dir: str | Path, out: str | Path, num_tasks: int = 600, test_
     state = checkpoints.load(run_dir / "checkpoint.pt")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in state["config"].items() if k in fields})
-    checkpoints.atomic_save({"config": state["config"], "iteration": state["iteration"],
+    checkpoints.atomic_save({"format": checkpoints.FORMAT_VERSION, "config": state["config"],
+                             "iteration": state["iteration"],
                              "params": state["params"], "inner_lrs": state["inner_lrs"]}, out)
     shutil.copyfile(run_dir / "metrics.jsonl", out.with_name(out.stem + "_metrics.jsonl"))
     result = evaluate_checkpoint(out, split="test", num_tasks=num_tasks, seed=test_seed,

@@ -29,6 +29,7 @@ from typing import Optional
 import torch
 
 from mamlkit import checkpoints, distributed
+from mamlkit.errors import CheckpointError, ConfigError
 from mamlkit.evaluate import evaluate
 from mamlkit.functional import get_params
 from mamlkit.losses import cross_entropy
@@ -80,25 +81,41 @@ class TrainConfig:
     data_root: Optional[str] = None
 
     def validate(self) -> None:
+        """Check every setting that can be checked without data.
+
+        Raises:
+            ConfigError: a ``ValueError`` naming the setting, its value and what is allowed
+                (e.g. a learning rate that is NaN or infinite, which would write NaN into θ).
+        """
         positive = ["n_way", "k_shot", "n_query", "meta_batch_size", "iterations", "channels",
                     "log_every", "val_every", "val_tasks", "checkpoint_every"]
         for name in positive:
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         for name in ("inner_steps", "eval_inner_steps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
         if self.n_way < 2:
-            raise ValueError(f"n_way must be at least 2, got {self.n_way}")
+            raise ConfigError(f"n_way must be at least 2, got {self.n_way}")
+        for name, low in (("inner_lr", ">= 0"), ("meta_lr", "> 0")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number {low}, got {value!r}")
         if self.inner_lr < 0 or self.meta_lr <= 0:
-            raise ValueError(f"inner_lr must be >= 0 and meta_lr > 0, got {self.inner_lr}, {self.meta_lr}")
-        if self.task_chunk_size is not None and (not isinstance(self.task_chunk_size, int)
+            raise ConfigError(f"inner_lr must be >= 0 and meta_lr > 0, got {self.inner_lr}, {self.meta_lr}")
+        for name in ("first_order", "learn_inner_lrs", "rotate"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.task_chunk_size is not None and (isinstance(self.task_chunk_size, bool)
+                                                 or not isinstance(self.task_chunk_size, int)
                                                  or self.task_chunk_size < 1):
-            raise ValueError(f"task_chunk_size must be a positive integer or None (all tasks at once), "
-                             f"got {self.task_chunk_size!r}")
+            raise ConfigError(f"task_chunk_size must be a positive integer or None (all tasks at once), "
+                              f"got {self.task_chunk_size!r}")
         if self.val_tasks < 2:
-            raise ValueError(f"val_tasks must be at least 2, got {self.val_tasks}")
+            raise ConfigError(f"val_tasks must be at least 2, got {self.val_tasks}")
+        check_device(self.device)
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {sorted(ALGORITHMS)}, got {self.algorithm!r}")
         if self.implementation not in ("fast", "loop"):
@@ -402,14 +419,46 @@ def load_method(path: str | Path, device: str = "cpu"):
     return model, params, method, config
 
 
+def check_device(device) -> None:
+    """Raise a ConfigError unless ``device`` names a device torch knows and this machine has."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise ConfigError(f"device must be a torch device such as 'cpu', 'cuda' or 'cuda:1', "
+                          f"got {device!r} ({str(error).splitlines()[0]})") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device {device!r}: CUDA is not available on this machine "
+                              f"(torch {torch.__version__}); use 'cpu'")
+        if parsed.index is not None and parsed.index >= count:
+            raise ConfigError(f"device {device!r}: this machine has {count} CUDA device(s), "
+                              f"numbered 0 to {count - 1}")
+    elif parsed.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ConfigError(f"device {device!r}: MPS is not available on this machine; use 'cpu'")
+
+
 def load_weights(path: str | Path, device: str = "cpu"):
-    """``(model, params, inner_lr, config)`` from a weights file or a run checkpoint."""
+    """``(model, params, inner_lr, config)`` from a weights file or a run checkpoint.
+
+    Raises:
+        CheckpointError: the file is missing, damaged, unsafe, a bare ``state_dict`` or lacks
+            settings (see :func:`mamlkit.checkpoints.load` and ``require_weights``), or its
+            tensors do not fit the network its settings describe.
+        ConfigError: ``device`` is not usable here.
+    """
+    check_device(device)
     state = checkpoints.load(path, map_location=device)
+    checkpoints.require_weights(state, path)
     config = upgrade_config(state["config"])
     model = build_model(config).to(device)
     params = {n: t.to(device) for n, t in state["params"].items()}
     from mamlkit.functional import check_params
-    check_params(model, params)
+    try:
+        check_params(model, params)
+    except ValueError as error:
+        raise CheckpointError(f"{path}: its tensors do not fit the network its settings describe "
+                              f"(n_way={config['n_way']}, channels={config['channels']}): {error}") from error
     inner_lr = state.get("inner_lrs") or config["inner_lr"]
     return model, params, inner_lr, config
 
@@ -425,6 +474,17 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", num_tasks: int = 
             transductive protocol the accuracy depends on it (see :mod:`mamlkit.protocols`).
         protocol: ``"transductive"`` (the paper's) or ``"support-stats"``.
     """
+    from mamlkit.data.omniglot import SPLIT_NAMES, check_task_settings
+
+    # Everything that can be checked without data is checked before the data is loaded.
+    if split not in SPLIT_NAMES:
+        raise ConfigError(f"unknown split {split!r}; choose one of {list(SPLIT_NAMES)}")
+    if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 2:
+        raise ConfigError(f"the number of tasks must be at least 2 (a 95% confidence interval needs "
+                          f"two), got {num_tasks!r}")
+    if inner_steps is not None and (isinstance(inner_steps, bool) or not isinstance(inner_steps, int)
+                                    or inner_steps < 0):
+        raise ConfigError(f"inner_steps must be an integer >= 0, got {inner_steps!r}")
     model, params, method, saved = load_method(path, device)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in saved.items() if k in fields})
@@ -432,6 +492,7 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", num_tasks: int = 
         config.data_root = data_root
     if n_query is not None:
         config.n_query = n_query
+    check_task_settings(config.n_way, config.k_shot, config.n_query, config.split)
     samplers = omniglot_task_samplers(config)
     if split not in samplers:
         raise ValueError(f"unknown split {split!r}; choose one of {sorted(samplers)}")

@@ -19,12 +19,14 @@ from typing import BinaryIO
 
 from tqdm.auto import tqdm
 
+from mamlkit.errors import DataError
+
 __all__ = ["ChecksumError", "atomic_write", "download", "file_md5"]
 
 _CHUNK_SIZE = 1 << 16
 
 
-class ChecksumError(ValueError):
+class ChecksumError(DataError):
     """The bytes received do not have the md5 they were published with."""
 
 

@@ -14,6 +14,9 @@ Where the zips come from, in this order:
 3. the per-user cache folder (see :func:`default_cache_dir`), downloading them there from the
    canonical URLs if needed, with their published md5 checked.
 
+Offline, ``python -m mamlkit data`` shows these places and what each holds, and
+``python -m mamlkit data --from FOLDER`` checks a pair of zips and copies them into the cache.
+
 Local copies may be re-packed (so their md5 differs from the published zips); they are
 accepted after a check of their structure instead.
 """
@@ -25,6 +28,7 @@ import json
 import os
 import random
 import re
+import shutil
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -36,7 +40,8 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from mamlkit.data.download import atomic_write, download as download_file
+from mamlkit.data.download import ChecksumError, atomic_write, download as download_file, file_md5
+from mamlkit.errors import ConfigError, DataError, DataUnavailableError
 
 __all__ = [
     "BACKGROUND_ALPHABETS",
@@ -45,12 +50,18 @@ __all__ = [
     "OMNIGLOT_URLS",
     "OmniglotData",
     "OmniglotFormatError",
+    "Place",
     "SPLIT_NAMES",
     "SPLIT_SCHEMES",
+    "check_task_settings",
+    "check_zip",
+    "copy_omniglot_from",
     "default_cache_dir",
+    "download_omniglot",
     "find_omniglot",
     "load_omniglot",
     "split_characters",
+    "where_omniglot",
 ]
 
 BACKGROUND_ZIP = "images_background.zip"
@@ -98,7 +109,7 @@ _PNG_NAME = re.compile(r"^\d{4}_(\d{2})\.png$")
 _CHARACTER_NAME = re.compile(r"^([^/]+)/character(\d+)$")
 
 
-class OmniglotFormatError(ValueError):
+class OmniglotFormatError(DataError):
     """An Omniglot zip is corrupt or does not have the expected layout."""
 
 
@@ -142,6 +153,28 @@ def _missing_zips(folder: Path) -> list[str]:
     return [name for name in OMNIGLOT_MD5 if not (folder / name).is_file()]
 
 
+def _ways_out(folder: Path) -> str:
+    return (
+        f"Two ways out: put {BACKGROUND_ZIP} and {EVALUATION_ZIP} in {folder} by hand "
+        f"(`python -m mamlkit data --from FOLDER` copies them there after checking them), or set "
+        "MAMLKIT_DATA to a folder that holds them. `python -m mamlkit data` shows where mamlkit "
+        "looks and what it finds."
+    )
+
+
+def _download_failure(url: str, error: BaseException) -> str:
+    """Why a download failed, in a few words (the server's answer, the network's, a count)."""
+    import urllib.error
+
+    if isinstance(error, urllib.error.HTTPError):
+        return f"the server answered HTTP {error.code} {error.reason}"
+    if isinstance(error, urllib.error.URLError):
+        return f"the network said: {error.reason}"
+    if isinstance(error, TimeoutError):
+        return "the server did not answer in time"
+    return str(error).rstrip(".")
+
+
 def find_omniglot(
     root: str | Path | None = None,
     *,
@@ -152,7 +185,7 @@ def find_omniglot(
     """The folder that holds ``images_background.zip`` and ``images_evaluation.zip``.
 
     Looks at ``root``, then at ``$MAMLKIT_DATA``, then at the cache folder; only the cache
-    folder is ever downloaded into.
+    folder is ever downloaded into. A failed download leaves nothing half-written there.
 
     Args:
         root: a folder that must hold both zips. Overrides ``MAMLKIT_DATA``.
@@ -162,8 +195,10 @@ def find_omniglot(
         progress: show download progress bars.
 
     Raises:
-        FileNotFoundError: the folder that was asked for lacks the zips (the message says how
-            to get them).
+        DataUnavailableError: the folder that was asked for lacks the zips, or they could not
+            be downloaded (no network, a server error, a download cut short or with the wrong
+            md5). A ``FileNotFoundError``; the message names the URL, the reason, where the
+            zips are expected and the two ways out.
     """
     if root is not None:
         return _require_zips(Path(root).expanduser(), "the root argument", "call without root")
@@ -177,28 +212,213 @@ def find_omniglot(
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     missing = _missing_zips(folder)
     if missing and not download:
-        raise FileNotFoundError(
+        raise DataUnavailableError(
             f"Omniglot is not in the cache folder {folder} (missing: {', '.join(missing)}) "
-            "and download=False. Pass download=True, or set MAMLKIT_DATA to a folder holding "
+            f"and download=False. Pass download=True, or set MAMLKIT_DATA to a folder holding "
             f"{BACKGROUND_ZIP} and {EVALUATION_ZIP}."
         )
     for name in missing:
-        download_file(OMNIGLOT_URLS[name], folder / name, OMNIGLOT_MD5[name], progress=progress)
+        _download_zip(name, folder, progress=progress)
     return folder
+
+
+def _download_zip(name: str, folder: Path, *, progress: bool) -> Path:
+    """Download one zip into ``folder``, md5-checked; a DataUnavailableError if that fails."""
+    import urllib.error
+
+    url = OMNIGLOT_URLS[name]
+    try:
+        return download_file(url, folder / name, OMNIGLOT_MD5[name], progress=progress)
+    except (urllib.error.URLError, OSError, ChecksumError) as error:
+        if isinstance(error, OSError) and error.filename is not None:
+            # Not the network: the cache folder itself cannot be written.
+            raise DataUnavailableError(
+                f"Could not save Omniglot in the cache folder {folder}: {error.strerror} "
+                f"({error.filename}). Set MAMLKIT_CACHE to a folder you can write, or "
+                f"MAMLKIT_DATA to a folder that holds {BACKGROUND_ZIP} and {EVALUATION_ZIP}."
+            ) from error
+        raise DataUnavailableError(
+            f"Could not download Omniglot: fetching {url} failed ({_download_failure(url, error)}); "
+            f"nothing half-written was left in {folder}. {_ways_out(folder)}"
+        ) from error
 
 
 def _require_zips(folder: Path, source: str, how_to_download: str) -> Path:
     missing = _missing_zips(folder)
     if missing:
-        state = "does not exist" if not folder.is_dir() else f"lacks {' and '.join(missing)}"
-        urls = "\n".join(f"  {OMNIGLOT_URLS[name]}" for name in missing)
-        raise FileNotFoundError(
+        if folder.is_file():
+            state = "is a file, not a folder"
+        elif not folder.is_dir():
+            state = "does not exist"
+        else:
+            state = f"lacks {' and '.join(missing)}"
+        urls = " and ".join(OMNIGLOT_URLS[name] for name in missing)
+        error = DataUnavailableError(
             f"The Omniglot folder {folder} (given by {source}) {state}; it must hold "
-            f"{BACKGROUND_ZIP} and {EVALUATION_ZIP}. Download them from\n{urls}\ninto that "
+            f"{BACKGROUND_ZIP} and {EVALUATION_ZIP}. Download them from {urls} into that "
             f"folder, or {how_to_download} to let mamlkit download them automatically into "
             f"{default_cache_dir()}."
         )
+        error.exit_status = 2  # a folder the user named: the command cannot work as typed
+        raise error
     return folder
+
+
+# ------------------------------------------------------------------- the data command
+
+
+@dataclass
+class Place:
+    """One place :func:`find_omniglot` looks at, and what is there.
+
+    Attributes:
+        label: where the place comes from, e.g. ``"$MAMLKIT_DATA"``.
+        folder: the folder, or None if not given.
+        found: for each zip name, ``"md5 as published"``, ``"re-packed copy (md5 differs)"`` or
+            ``"missing"``.
+    """
+
+    label: str
+    folder: Path | None
+    found: dict[str, str]
+
+    @property
+    def complete(self) -> bool:
+        return self.folder is not None and all(v != "missing" for v in self.found.values())
+
+
+def where_omniglot(root: str | Path | None = None, *, cache_dir: str | Path | None = None,
+                   check_md5: bool = True) -> list[Place]:
+    """The places :func:`find_omniglot` looks at, in its order, with what each holds.
+
+    The first complete place is the one used (``root`` and ``MAMLKIT_DATA``, when given, are
+    used even when incomplete: then loading fails with a message).
+    """
+    places = [
+        Place("--data-root / the root argument", Path(root).expanduser() if root else None, {}),
+        Place("$MAMLKIT_DATA", Path(os.environ["MAMLKIT_DATA"]).expanduser()
+              if os.environ.get("MAMLKIT_DATA") else None, {}),
+        Place("the cache folder (downloads go here)",
+              Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir(), {}),
+    ]
+    for place in places:
+        if place.folder is None:
+            continue
+        for name, md5 in OMNIGLOT_MD5.items():
+            path = place.folder / name
+            if not path.is_file():
+                place.found[name] = "missing"
+            elif not check_md5:
+                place.found[name] = f"present ({path.stat().st_size:,} bytes)"
+            elif file_md5(path) == md5:
+                place.found[name] = "md5 as published"
+            else:
+                place.found[name] = "re-packed copy (md5 differs from the published zip)"
+    return places
+
+
+def check_zip(path: Path) -> int:
+    """Check one Omniglot zip without decoding its images; return its number of characters.
+
+    Reads the archive's index and every entry's CRC, and checks the layout and the published
+    alphabets (as ``load_omniglot(strict=True)`` does).
+
+    Raises:
+        OmniglotFormatError: the file is not a zip, is damaged, or is laid out differently.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+            if bad is not None:
+                raise _bad_zip(path, f"the entry {bad} is damaged (CRC mismatch)")
+            characters = _list_characters(archive, path)
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as error:
+        raise _bad_zip(path, str(error)) from error
+    names = sorted(characters)
+    if path.name in _PUBLISHED_ALPHABETS:
+        _check_one_zip_counts(names, path)
+    return len(names)
+
+
+def _check_one_zip_counts(characters: list[str], path: Path) -> None:
+    published = _PUBLISHED_ALPHABETS[path.name]
+    counts: dict[str, int] = {}
+    for name in characters:
+        alphabet = name.split("/")[0]
+        counts[alphabet] = counts.get(alphabet, 0) + 1
+    if counts != published:
+        raise OmniglotFormatError(
+            f"{path} has {len(counts)} alphabets and {sum(counts.values())} characters, but the "
+            f"published zip has {len(published)} and {sum(published.values())}: it is not a "
+            f"complete copy of {path.name}."
+        )
+
+
+def copy_omniglot_from(source: str | Path, *, cache_dir: str | Path | None = None) -> Path:
+    """Check the two zips in ``source`` and copy them into the cache folder.
+
+    Each zip is checked (:func:`check_zip`) before anything is copied; each copy is atomic, so
+    an interrupted copy leaves nothing half-written in the cache.
+
+    Returns:
+        The cache folder.
+
+    Raises:
+        DataUnavailableError: ``source`` is not a folder holding both zips.
+        OmniglotFormatError: a zip is damaged or not the published one.
+    """
+    source = Path(source).expanduser()
+    _require_zips(source, "--from", "use `python -m mamlkit data --download`")
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    for name in OMNIGLOT_MD5:
+        check_zip(source / name)
+    if source.resolve() == folder.resolve():
+        return folder
+    for name in OMNIGLOT_MD5:
+        with open(source / name, "rb") as src, atomic_write(folder / name) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    return folder
+
+
+def download_omniglot(*, cache_dir: str | Path | None = None, progress: bool = True) -> Path:
+    """Download the zips the cache folder lacks (md5-checked) and check both.
+
+    Returns:
+        The cache folder.
+
+    Raises:
+        DataUnavailableError: a download failed (the message says why and what to do).
+        OmniglotFormatError: a zip already in the cache is damaged (delete it and run again).
+    """
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    for name in _missing_zips(folder):
+        _download_zip(name, folder, progress=progress)
+    for name in OMNIGLOT_MD5:
+        check_zip(folder / name)
+    return folder
+
+
+def check_task_settings(n_way: int, k_shot: int, n_query: int, scheme: str = "maml") -> None:
+    """Check an Omniglot task shape before any data is loaded.
+
+    Raises:
+        ConfigError: ``k_shot + n_query`` exceeds the 20 drawings of a character, ``n_way``
+            exceeds the characters of the smallest part of the split (100 validation
+            characters for ``"maml"``, 172 for ``"vinyals"``), or ``scheme`` is unknown.
+    """
+    if scheme not in SPLIT_SCHEMES:
+        raise ConfigError(f"split must be one of {', '.join(map(repr, SPLIT_SCHEMES))}, got {scheme!r}")
+    if k_shot + n_query > DRAWINGS_PER_CHARACTER:
+        raise ConfigError(
+            f"k_shot + n_query = {k_shot} + {n_query} = {k_shot + n_query}, but each Omniglot "
+            f"character has only {DRAWINGS_PER_CHARACTER} drawings"
+        )
+    smallest = {"maml": _MAML_NUM_VAL, "vinyals": _VINYALS_NUM_VAL}[scheme]
+    if n_way > smallest:
+        raise ConfigError(
+            f"n_way = {n_way}, but the {scheme!r} split has only {smallest} validation characters "
+            f"to draw {n_way} classes from"
+        )
 
 
 # ------------------------------------------------------------------------ preprocessing
@@ -233,7 +453,8 @@ def load_omniglot(
         :class:`OmniglotData` with images of shape ``(num_characters, 20, 28, 28)``.
 
     Raises:
-        FileNotFoundError: the zips were not found (see :func:`find_omniglot`).
+        DataUnavailableError: the zips were not found and could not be downloaded (see
+            :func:`find_omniglot`); a ``FileNotFoundError``.
         OmniglotFormatError: a zip is corrupt or laid out differently.
     """
     folder = find_omniglot(root, download=download, cache_dir=cache_dir, progress=progress)
@@ -458,6 +679,7 @@ def split_characters(
 
 _MAML_NUM_TRAIN = 1100
 _MAML_NUM_VAL = 100
+_VINYALS_NUM_VAL = 172
 
 
 def _maml_split(characters: Sequence[str], seed: int) -> dict[str, list[int]]:

@@ -1,0 +1,452 @@
+"""Every command fails well: one ``error:`` line and an exit status, never a traceback.
+
+A learner offline, behind a proxy, or holding a file from somewhere else meets these first.
+Exit status 2: the command cannot work as typed (bad option, setting out of range, a file that
+is not what the command needs). Exit status 1: the work failed (no network, a folder that
+cannot be written, data that fails its checks). Nothing here touches the network: ``urlopen``
+is replaced wherever a download could start, and the loader is made to fail loudly where the
+test proves that a check happens before any data is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from mamlkit.cli import main
+from mamlkit.data import omniglot
+from mamlkit.models import Conv4
+from mamlkit.train import TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "assets" / "omniglot_5w1s.pt"
+URL = omniglot.OMNIGLOT_URLS["images_background.zip"]
+
+
+def run(argv, capsys):
+    status = main(argv)
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err
+    return status, out
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+@pytest.fixture
+def no_data(tmp_path, monkeypatch):
+    """No MAMLKIT_DATA and an empty cache folder of this test's own."""
+    monkeypatch.delenv("MAMLKIT_DATA", raising=False)
+    monkeypatch.setenv("MAMLKIT_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "omniglot"
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """The network is unreachable, as on a train or behind a blocking proxy."""
+
+    def unreachable(url, *args, **kwargs):
+        raise urllib.error.URLError(OSError(-2, "Name or service not known"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", unreachable)
+
+
+@pytest.fixture
+def data_never_loaded(monkeypatch):
+    """Make any attempt to find or load Omniglot fail the test: checks must come first."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("Omniglot was loaded before the settings were checked")
+
+    monkeypatch.setattr(omniglot, "load_omniglot", forbidden)
+    monkeypatch.setattr(omniglot, "find_omniglot", forbidden)
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*")) if folder.exists() else []
+
+
+# ------------------------------------------------------------------- (a) offline first run
+
+
+def test_offline_first_run_load_omniglot_explains(no_data, offline):
+    with pytest.raises(FileNotFoundError) as error:
+        omniglot.load_omniglot(progress=False)
+    message = str(error.value)
+    assert URL in message and "Name or service not known" in message
+    assert str(no_data) in message  # where the zips are expected
+    assert "by hand" in message and "MAMLKIT_DATA" in message  # the two ways out
+    assert leftovers(no_data) == []  # nothing half-written
+
+
+def test_offline_first_run_evaluate_gives_one_line(no_data, offline, capsys):
+    status, out = run(["evaluate", str(SHIPPED), "--tasks", "5"], capsys)
+    line = one_error_line(out.err)
+    assert status == 1
+    assert URL in line and "Name or service not known" in line and str(no_data) in line
+    assert "data --from FOLDER" in line and "MAMLKIT_DATA" in line
+    assert leftovers(no_data) == []
+
+
+def test_offline_data_command_says_what_to_do(no_data, offline, capsys):
+    status, out = run(["data"], capsys)
+    assert status == 1
+    assert str(no_data) in out.out and "missing" in out.out
+    assert URL in out.out and "--from FOLDER" in out.out and "MAMLKIT_DATA" in out.out
+
+
+def test_offline_download_command_gives_one_line_and_leaves_nothing(no_data, offline, capsys):
+    status, out = run(["data", "--download", "--no-progress"], capsys)
+    assert status == 1
+    assert URL in one_error_line(out.err)
+    assert leftovers(no_data) == []
+
+
+# ------------------------------------------------------------- (b), (c) and other files
+
+
+def test_truncated_checkpoint_is_named(tmp_path, capsys, data_never_loaded):
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(SHIPPED.read_bytes()[: SHIPPED.stat().st_size // 2])
+    status, out = run(["evaluate", str(cut)], capsys)
+    line = one_error_line(out.err)
+    assert status == 2
+    assert "this file is not a complete checkpoint (" in line and str(cut) in line
+
+
+def test_plain_state_dict_says_what_it_holds_and_how_to_make_a_weights_file(tmp_path, capsys, data_never_loaded):
+    path = tmp_path / "mine.pt"
+    torch.save(Conv4(5).state_dict(), path)
+    status, out = run(["evaluate", str(path)], capsys)
+    line = one_error_line(out.err)
+    assert status == 2
+    assert "plain state dict of 14 tensors" in line and "model.state_dict()" in line  # what it holds
+    assert "'config'" in line and "'params'" in line  # what mamlkit expects
+    assert "python -m mamlkit export" in line and "save_weights" in line  # how to make one
+
+
+def test_save_weights_makes_a_file_that_loads(tmp_path):
+    from mamlkit.checkpoints import save_weights
+    from mamlkit.train import load_weights
+
+    model = Conv4(5, channels=8)
+    path = save_weights(tmp_path / "mine.pt", dict(model.named_parameters()), TrainConfig(channels=8))
+    _, params, inner_lr, config = load_weights(path)
+    assert config["n_way"] == 5 and inner_lr == 0.4
+    assert all(torch.equal(params[n], p) for n, p in model.named_parameters())
+
+
+def test_checkpoint_of_a_newer_format_is_refused(tmp_path, capsys, data_never_loaded):
+    state = torch.load(SHIPPED, weights_only=True)
+    state["format"] = 99
+    torch.save(state, tmp_path / "future.pt")
+    status, out = run(["evaluate", str(tmp_path / "future.pt")], capsys)
+    assert status == 2 and "format 99, written by a newer mamlkit" in one_error_line(out.err)
+
+
+class NotATensor:
+    """Any class: ``weights_only=True`` refuses to unpickle it."""
+
+
+def test_a_pickle_that_weights_only_refuses(tmp_path, capsys, data_never_loaded):
+    torch.save({"config": NotATensor(), "params": {}}, tmp_path / "unsafe.pt")
+    status, out = run(["evaluate", str(tmp_path / "unsafe.pt")], capsys)
+    line = one_error_line(out.err)
+    assert status == 2 and "could run any code" in line and "weights_only=True" in line
+
+
+def test_a_folder_passed_as_checkpoint(tmp_path, capsys, data_never_loaded):
+    shutil.copy(SHIPPED, tmp_path / "checkpoint.pt")
+    status, out = run(["evaluate", str(tmp_path)], capsys)
+    line = one_error_line(out.err)
+    assert status == 2 and "is a folder, not a checkpoint file" in line
+    assert str(tmp_path / "checkpoint.pt") in line
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "is empty (0 bytes)"),
+    (b"n_way,accuracy\n5,0.99\n", "is not a file torch.save wrote"),
+])
+def test_an_empty_or_foreign_file(tmp_path, capsys, data_never_loaded, content, message):
+    (tmp_path / "x.pt").write_bytes(content)
+    status, out = run(["evaluate", str(tmp_path / "x.pt")], capsys)
+    assert status == 2 and message in one_error_line(out.err)
+
+
+def test_tensors_that_do_not_fit_the_recorded_n_way(tmp_path, capsys, data_never_loaded):
+    state = torch.load(SHIPPED, weights_only=True)
+    state["config"]["n_way"] = 20  # the file says 20-way; its head has 5 outputs
+    torch.save(state, tmp_path / "mixed.pt")
+    status, out = run(["evaluate", str(tmp_path / "mixed.pt")], capsys)
+    line = one_error_line(out.err)
+    assert status == 2 and "do not fit the network its settings describe (n_way=20" in line
+
+
+# ------------------------------------------------------------ options checked before data
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--tasks", "1"], "at least 2"),
+    (["--inner-steps", "-1"], "inner_steps must be an integer >= 0, got -1"),
+    (["--device", "gpu"], "device must be a torch device such as 'cpu'"),
+])
+def test_evaluate_options_are_checked_before_data(capsys, data_never_loaded, argv, message):
+    status, out = run(["evaluate", str(SHIPPED), *argv], capsys)
+    assert status == 2 and message in one_error_line(out.err)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_on_a_machine_without_it(capsys, data_never_loaded):
+    status, out = run(["evaluate", str(SHIPPED), "--device", "cuda"], capsys)
+    assert status == 2 and "CUDA is not available on this machine" in one_error_line(out.err)
+
+
+def test_unknown_split_is_a_usage_error(capsys, data_never_loaded):
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", str(SHIPPED), "--split", "testing"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'testing'" in capsys.readouterr().err
+
+
+def test_json_into_a_missing_folder_is_refused_before_the_work(tmp_path, capsys, data_never_loaded):
+    status, out = run(["evaluate", str(SHIPPED), "--json", str(tmp_path / "no" / "r.json")], capsys)
+    assert status == 2 and f"the folder {tmp_path / 'no'} does not exist" in one_error_line(out.err)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--k-shot", "5", "--n-query", "16"], "k_shot + n_query = 5 + 16 = 21, but each Omniglot character has only 20"),
+    (["--n-way", "120"], "the 'maml' split has only 100 validation characters"),
+    (["--split", "alphabet"], "split must be one of 'maml', 'vinyals', got 'alphabet'"),
+    (["--inner-lr", "nan"], "inner_lr must be a finite number >= 0, got nan"),
+    (["--meta-lr", "inf"], "meta_lr must be a finite number > 0, got inf"),
+])
+def test_training_settings_are_checked_before_data(tmp_path, capsys, data_never_loaded, argv, message):
+    status, out = run(["train", "--run-dir", str(tmp_path / "run"), *argv], capsys)
+    assert status == 2 and message in one_error_line(out.err)
+
+
+# --------------------------------------------------------------------------- run folders
+
+
+def test_run_folder_that_is_a_file(tmp_path, capsys, data_never_loaded):
+    (tmp_path / "run").write_text("notes")
+    status, out = run(["train", "--run-dir", str(tmp_path / "run")], capsys)
+    assert status == 2 and "is a file, not a folder" in one_error_line(out.err)
+    status, out = run(["train", "--run-dir", str(tmp_path / "run" / "sub")], capsys)
+    assert status == 2 and f"is inside {tmp_path / 'run'}, which is a file" in one_error_line(out.err)
+
+
+def test_read_only_run_folder(tmp_path, capsys, data_never_loaded, monkeypatch):
+    import mamlkit.cli
+
+    def read_only(*args, **kwargs):  # what a read-only folder answers (root ignores chmod)
+        raise PermissionError(13, "Permission denied", str(tmp_path / "run"))
+
+    monkeypatch.setattr(mamlkit.cli.tempfile, "TemporaryFile", read_only)
+    status, out = run(["train", "--run-dir", str(tmp_path / "run")], capsys)
+    line = one_error_line(out.err)
+    assert status == 1 and "cannot write in the run folder" in line and "Permission denied" in line
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_run_folder_for_real(tmp_path, capsys, data_never_loaded):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run").chmod(0o500)
+    try:
+        status, out = run(["train", "--run-dir", str(tmp_path / "run")], capsys)
+    finally:
+        (tmp_path / "run").chmod(0o700)
+    assert status == 1 and "cannot write in the run folder" in one_error_line(out.err)
+
+
+def fake_checkpoint(run_dir: Path, **settings) -> Path:
+    from mamlkit import checkpoints
+
+    config = dataclasses.asdict(TrainConfig(**settings))
+    return checkpoints.atomic_save({"config": config, "iteration": 3, "params": {}}, run_dir / "checkpoint.pt")
+
+
+def test_resume_with_changed_settings_is_refused_before_data(tmp_path, capsys, data_never_loaded):
+    fake_checkpoint(tmp_path / "run", n_way=5)
+    status, out = run(["train", "--run-dir", str(tmp_path / "run"), "--n-way", "20"], capsys)
+    line = one_error_line(out.err)
+    assert status == 2 and "n_way=5 (now 20)" in line and "another --run-dir" in line
+
+
+def test_resume_from_a_damaged_checkpoint(tmp_path, capsys, data_never_loaded):
+    path = fake_checkpoint(tmp_path / "run")
+    path.write_bytes(path.read_bytes()[:200])
+    status, out = run(["train", "--run-dir", str(tmp_path / "run")], capsys)
+    assert status == 2 and "not a complete checkpoint" in one_error_line(out.err)
+
+
+def test_export_of_an_unfinished_run_folder(tmp_path, capsys, data_never_loaded):
+    fake_checkpoint(tmp_path / "run")
+    status, out = run(["export", "--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "m.pt")], capsys)
+    assert status == 2 and "it has no metrics.jsonl" in one_error_line(out.err)
+
+
+# ---------------------------------------------------------------------------- downloads
+
+
+class Response:
+    """A stand-in for urlopen's answer: ``length`` bytes announced, ``body`` sent."""
+
+    def __init__(self, body: bytes, length: int, interrupt: bool = False):
+        self.stream, self.headers, self.interrupt = io.BytesIO(body), {"Content-Length": str(length)}, interrupt
+
+    def read(self, n=-1):
+        if self.interrupt:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the download
+        return self.stream.read(n)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_download_cut_short_leaves_nothing(no_data, monkeypatch, capsys):
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Response(b"x" * 500, 1000))
+    status, out = run(["data", "--download", "--no-progress"], capsys)
+    line = one_error_line(out.err)
+    assert status == 1 and "stopped after 500 of 1,000 bytes" in line and URL in line
+    assert leftovers(no_data) == []
+
+
+def test_download_interrupted_with_ctrl_c_leaves_nothing(no_data, monkeypatch, capsys):
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Response(b"", 1000, interrupt=True))
+    status, out = run(["data", "--download", "--no-progress"], capsys)
+    assert status == 130 and "interrupted" in out.err
+    assert leftovers(no_data) == []
+
+
+def test_data_folder_that_is_a_file(tmp_path, monkeypatch, capsys):
+    (tmp_path / "omniglot").write_text("not a folder")
+    monkeypatch.setenv("MAMLKIT_DATA", str(tmp_path / "omniglot"))
+    status, out = run(["evaluate", str(SHIPPED), "--tasks", "5"], capsys)
+    assert status == 2 and "is a file, not a folder" in one_error_line(out.err)
+
+
+def test_data_from_a_folder_with_a_damaged_zip(tmp_path, no_data, capsys):
+    source = tmp_path / "downloads"
+    source.mkdir()
+    for name in omniglot.OMNIGLOT_MD5:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr(f"{name[:-4]}/Latin/character01/0001_01.png", b"x" * 1000)
+        (source / name).write_bytes(buffer.getvalue()[:300])
+    status, out = run(["data", "--from", str(source)], capsys)
+    line = one_error_line(out.err)
+    assert status == 1 and "is not a usable Omniglot zip" in line and str(source) in line
+    assert leftovers(no_data) == []
+
+
+def real_data() -> Path | None:
+    folder = os.environ.get("MAMLKIT_DATA")
+    if folder and all((Path(folder) / name).is_file() for name in omniglot.OMNIGLOT_MD5):
+        return Path(folder)
+    return None
+
+
+@pytest.mark.skipif(real_data() is None, reason="needs MAMLKIT_DATA with the Omniglot zips")
+def test_data_from_a_folder_copies_the_checked_pair(tmp_path, monkeypatch, capsys):
+    source = real_data()
+    monkeypatch.delenv("MAMLKIT_DATA")
+    monkeypatch.setenv("MAMLKIT_CACHE", str(tmp_path / "cache"))
+    status, out = run(["data", "--from", str(source)], capsys)
+    assert status == 0 and "Ready" in out.out
+    for name in omniglot.OMNIGLOT_MD5:
+        assert (tmp_path / "cache" / "omniglot" / name).read_bytes() == (source / name).read_bytes()
+
+
+# --------------------------------------------------------------------------- debugging
+
+
+def test_debug_shows_the_traceback(tmp_path, monkeypatch):
+    from mamlkit.errors import CheckpointError
+
+    with pytest.raises(CheckpointError):
+        main(["evaluate", str(tmp_path / "none.pt"), "--debug"])
+    monkeypatch.setenv("MAMLKIT_DEBUG", "1")
+    with pytest.raises(CheckpointError):
+        main(["evaluate", str(tmp_path / "none.pt")])
+
+
+def test_an_internal_error_keeps_its_traceback(monkeypatch):
+    import mamlkit.train
+
+    def bug(*args, **kwargs):
+        raise RuntimeError("a bug in mamlkit")
+
+    monkeypatch.setattr(mamlkit.train, "evaluate_checkpoint", bug)
+    with pytest.raises(RuntimeError, match="a bug in mamlkit"):
+        main(["evaluate", str(SHIPPED)])
+
+
+def test_the_real_command_prints_no_traceback(tmp_path):
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(SHIPPED.read_bytes()[:1000])
+    result = subprocess.run([sys.executable, "-m", "mamlkit", "evaluate", str(cut)], capture_output=True,
+                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert one_error_line(result.stderr).startswith(f"error: {cut}: this file is not a complete checkpoint")
+
+
+# ------------------------------------------------------------------------- TrainConfig
+
+
+@pytest.mark.parametrize("name", ["inner_lr", "meta_lr"])
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_learning_rates_are_refused(name, value):
+    with pytest.raises(ValueError, match=rf"{name} must be a finite number .*got {value}"):
+        TrainConfig(**{name: value}).validate()
+
+
+def test_a_boolean_setting_must_be_a_bool():
+    with pytest.raises(ValueError, match=r"first_order must be True or False, got 'false'"):
+        TrainConfig(first_order="false").validate()
+
+
+# ----------------------------------------------------------------------------- notebooks
+
+
+def test_notebooks_show_mamlkit_errors_as_one_line(capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from mamlkit.classroom.hints import install_exercise_hints
+    from mamlkit.errors import show_errors_briefly
+
+    shell = InteractiveShell.instance()
+    try:
+        install_exercise_hints()
+        show_errors_briefly()
+        result = shell.run_cell("from mamlkit.errors import DataUnavailableError\n"
+                                "raise DataUnavailableError('Could not download Omniglot: offline')")
+        assert isinstance(result.error_in_exec, Exception)  # the cell still fails: Run All stops
+        shown = capsys.readouterr().out
+        assert "DataUnavailableError: Could not download Omniglot: offline" in shown
+        assert "Traceback" not in shown and "mamlkit/" not in shown
+        shell.run_cell("raise NotImplementedError('Exercise 2.1: write it')")  # the hints still work
+        assert "Exercise 2.1 is not done yet" in capsys.readouterr().out
+        shell.run_cell("raise KeyError('a bug')")  # any other error keeps its traceback
+        assert "Traceback" in capsys.readouterr().out
+    finally:
+        shell.set_custom_exc((), None)
+        InteractiveShell.clear_instance()
