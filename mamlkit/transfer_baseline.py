@@ -38,7 +38,7 @@ from mamlkit.functional import Params, forward, get_params
 from mamlkit.models import Conv4
 from mamlkit.tasks import TaskBatch
 
-__all__ = ["features", "fine_tune_heads", "head_accuracy", "pretrain_classifier", "rotated_classes",
+__all__ = ["features", "fine_tune_heads", "head_accuracy", "load_backbone", "pretrain_classifier", "rotated_classes",
            "evaluate_transfer", "main"]
 
 

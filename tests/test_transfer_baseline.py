@@ -1,0 +1,74 @@
+"""The transfer baseline: rotated classes, pretraining, per-task heads (checked against one task alone)."""
+
+import pytest
+import torch
+
+from mamlkit.functional import get_params
+from mamlkit.models import Conv4
+from mamlkit.tasks import TaskBatch
+from mamlkit.transfer_baseline import (evaluate_transfer, features, fine_tune_heads, head_accuracy,
+                                       pretrain_classifier, rotated_classes)
+
+
+def test_rotated_classes_gives_each_rotation_of_each_character_its_own_label():
+    images = torch.randint(0, 256, (5, 3, 6, 6), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    x, y = rotated_classes(images, [4, 1])
+    assert x.shape == (2 * 4 * 3, 1, 6, 6) and y.shape == (24,) and y.max() == 7
+    for label in range(8):
+        i, r = divmod(label, 4)
+        expected = torch.rot90(images[[4, 1][i]], r, dims=(-2, -1)).float() / 255
+        torch.testing.assert_close(x[y == label, 0], expected)
+    with pytest.raises(ValueError, match="empty"):
+        rotated_classes(images, [])
+
+
+def test_pretraining_lowers_the_loss():
+    g = torch.Generator().manual_seed(0)
+    prototypes = torch.rand(4, 1, 12, 12, generator=g)
+    y = torch.arange(4).repeat(16)
+    x = prototypes[y] + 0.1 * torch.rand(64, 1, 12, 12, generator=g)
+    model, params, losses = pretrain_classifier(x, y, epochs=15, batch_size=16, lr=1e-2, channels=4)
+    assert sum(losses[-4:]) < 0.5 * sum(losses[:4]), losses
+    assert params.keys() == get_params(model).keys() and params["head.weight"].shape == (4, 4)
+    with pytest.raises(ValueError, match="epochs"):
+        pretrain_classifier(x, y, epochs=0)
+
+
+def test_heads_trained_together_equal_heads_trained_one_task_at_a_time():
+    g = torch.Generator().manual_seed(1)
+    feats = torch.randn(3, 6, 5, generator=g, dtype=torch.float64)
+    labels = torch.arange(3).repeat(2).expand(3, -1).clone()
+    weight, bias = fine_tune_heads(feats, labels, 3, steps=20, lr=0.05)
+    for t in range(3):
+        w1, b1 = fine_tune_heads(feats[t:t + 1], labels[t:t + 1], 3, steps=20, lr=0.05)
+        torch.testing.assert_close(weight[t:t + 1], w1, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(bias[t:t + 1], b1, rtol=1e-12, atol=1e-12)
+
+
+def test_a_head_separates_separable_features_and_zero_steps_give_chance_ties():
+    centres = torch.eye(4, dtype=torch.float64)[:3] * 5
+    feats = centres.repeat(2, 1).unsqueeze(0)  # one task, 6 support points, 3 classes
+    labels = torch.arange(3).repeat(2).unsqueeze(0)
+    weight, bias = fine_tune_heads(feats, labels, 3, steps=50, lr=0.1)
+    assert head_accuracy(feats, labels, weight, bias).item() == 1.0
+    zero_w, zero_b = fine_tune_heads(feats, labels, 3, steps=0)
+    assert torch.count_nonzero(zero_w) == 0 and torch.count_nonzero(zero_b) == 0
+    with pytest.raises(ValueError, match="support_features"):
+        fine_tune_heads(feats[0], labels, 3)
+
+
+def test_features_normalise_each_task_as_one_batch_and_evaluation_runs_on_sampled_tasks():
+    model = Conv4(2, channels=4, generator=torch.Generator().manual_seed(0))
+    params = get_params(model)
+    x = torch.rand(2, 3, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    f = features(model, params, x)
+    assert f.shape == (2, 3, 4)
+    torch.testing.assert_close(f[1], model.blocks(x[1]).mean(dim=(-2, -1)).detach())
+
+    def sample(n):
+        g = torch.Generator().manual_seed(n)
+        labels = torch.arange(2).repeat(2).expand(n, -1).clone()
+        return TaskBatch(torch.rand(n, 4, 1, 28, 28, generator=g), labels, torch.rand(n, 4, 1, 28, 28, generator=g), labels)
+
+    result = evaluate_transfer(model, params, sample, num_tasks=5, batch_size=2, steps=5)
+    assert result["num_tasks"] == 5 and len(result["per_task"]) == 5 and 0 <= result["mean"] <= 1
