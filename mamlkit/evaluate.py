@@ -8,12 +8,12 @@ from typing import Callable
 import torch
 from torch import nn
 
-from mamlkit.fast import adapt_tasks
-from mamlkit.functional import Params
-from mamlkit.inner_loop import InnerLR, LossFn, gradient_step
+from mamlkit.fast import adapt_tasks, forward_tasks, per_task
+from mamlkit.functional import Params, adaptable, check_params
+from mamlkit.inner_loop import InnerLR, LossFn, check_inner_loop_args, check_inputs_match, gradient_step
 from mamlkit.losses import accuracy
 from mamlkit.protocols import check_protocol, query_outputs
-from mamlkit.tasks import TaskBatch
+from mamlkit.tasks import TaskBatch, as_task_batch
 
 
 def mean_confidence_interval(values: torch.Tensor) -> tuple[float, float]:
@@ -50,23 +50,40 @@ def adaptation_curve(
     first-order: the adapted parameters are the same numbers, without the graph.
     ``protocol`` says how batch norm treats the query images (:mod:`mamlkit.protocols`).
 
+    Works with any ``nn.Module`` (see :func:`mamlkit.fast.forward_tasks`); frozen tensors of
+    ``params`` (``requires_grad=False``) stay as they are, and neither ``params`` nor the
+    module change.
+
     Returns:
         ``(max_steps + 1, T)``: row ``s`` holds each task's metric after ``s`` steps.
+
+    Raises:
+        TypeError, ValueError: for arguments that do not fit (named in the message).
     """
     check_protocol(protocol)
-    params = {name: p.detach().requires_grad_(True) for name, p in params.items()}
+    tasks = as_task_batch(tasks)
+    check_params(model, params)
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0:
+        raise ValueError(f"max_steps must be a non-negative integer, got {max_steps!r}")
+    check_inner_loop_args(inner_lr, max_steps, params)
+    check_inputs_match(params, tasks.x_support, "tasks.x_support")
+    # Fresh leaves with the same flags: nothing here reaches the caller's θ or its .grad.
+    params = adaptable({name: p.detach().requires_grad_(p.requires_grad) for name, p in params.items()})
     if isinstance(inner_lr, dict):
-        inner_lr = {name: lr.detach() for name, lr in inner_lr.items()}
+        inner_lr = {name: lr.detach() if isinstance(lr, torch.Tensor) else lr for name, lr in inner_lr.items()}
+    elif isinstance(inner_lr, torch.Tensor):
+        inner_lr = inner_lr.detach()
     rows = []
     with torch.enable_grad():
         adapted = adapt_tasks(model, params, tasks.x_support, tasks.y_support, loss_fn, inner_lr, 0)
         for step in range(max_steps + 1):
             with torch.no_grad():
-                outputs = query_outputs(model, adapted, tasks.x_support, tasks.x_query, protocol)
-                rows.append(metric(outputs, tasks.y_query))
+                outputs = (forward_tasks(model, adapted, tasks.x_query) if protocol == "transductive"
+                           else query_outputs(model, adapted, tasks.x_support, tasks.x_query, protocol))
+                rows.append(per_task(metric, outputs, tasks.y_query, what="metric"))
             if step < max_steps:
-                losses = loss_fn(model.forward_tasks(adapted, tasks.x_support), tasks.y_support)
-                adapted = {n: t.detach().requires_grad_(True) for n, t in
+                losses = per_task(loss_fn, forward_tasks(model, adapted, tasks.x_support), tasks.y_support)
+                adapted = {n: t.detach().requires_grad_(t.requires_grad) for n, t in
                            gradient_step(losses.sum(), adapted, inner_lr, first_order=True).items()}
     return torch.stack(rows)
 
@@ -102,17 +119,28 @@ def evaluate(
         ``mean ± ci95`` is the metric after ``inner_steps`` steps and ``per_step_*`` list it
         after 0..inner_steps steps.
     """
-    if num_tasks < 2:
-        raise ValueError(f"num_tasks must be at least 2 for a confidence interval, got {num_tasks}")
+    for name, value, least in (("num_tasks", num_tasks, 2), ("batch_size", batch_size, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an integer, at least {least}"
+                             f"{' for a confidence interval' if name == 'num_tasks' else ''}, got {value!r}")
+    if not callable(sample_tasks):
+        raise TypeError(f"sample_tasks must be a function n -> TaskBatch of n new tasks, got "
+                        f"{type(sample_tasks).__name__}; for a sampler object pass its method, e.g. "
+                        "lambda n: sampler.sample(n, generator)")
     curves = []
     remaining = num_tasks
     while remaining > 0:
-        tasks = sample_tasks(min(batch_size, remaining)).to(device)
+        asked = min(batch_size, remaining)
+        tasks = as_task_batch(sample_tasks(asked), what="sample_tasks(n)")
+        if not 1 <= tasks.num_tasks <= asked:
+            raise ValueError(f"sample_tasks({asked}) returned {tasks.num_tasks} tasks; it must return "
+                             f"between 1 and {asked}")
+        tasks = tasks.to(device)
         if method is not None:
             curves.append(method.adaptation_curve(model, params, tasks, inner_steps, metric, protocol))
         else:
-            curves.append(adaptation_curve(model, params, tasks, loss_fn, inner_lr, inner_steps,
-                                           metric, protocol))
+            curves.append(adaptation_curve(model, params, tasks, loss_fn, inner_lr, inner_steps, metric,
+                                           protocol))
         remaining -= tasks.num_tasks
     curve = torch.cat(curves, dim=1)  # (inner_steps + 1, num_tasks)
     per_step = [mean_confidence_interval(row) for row in curve]

@@ -4,10 +4,16 @@ MAML evaluates the *same* network with *different* parameters: θ, and every tas
 φᵢ. Instead of copying modules, the course keeps parameters in a plain ``{name: tensor}``
 dictionary and runs the module through :func:`torch.func.functional_call`, so that φ can be
 any tensor computed from θ (and gradients flow from φ back to θ).
+
+A tensor of θ whose ``requires_grad`` is False is *frozen*: the inner loop does not adapt it
+and the outer step does not move it, but the forward pass uses it like any other. A dict in
+which *no* tensor requires grad (weights loaded from a file) is the exception: there is
+nothing to tell frozen from trainable, so every tensor adapts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Dict
 
 import torch
@@ -20,14 +26,42 @@ Params = Dict[str, torch.Tensor]
 def get_params(model: nn.Module) -> Params:
     """The model's parameters as a fresh ``{name: tensor}`` dict of leaf tensors θ.
 
-    The tensors are detached copies with ``requires_grad=True``: the outer optimiser owns
-    them, and the module itself only serves as the architecture.
+    The tensors are detached copies: the outer optimiser owns them, and the module itself only
+    serves as the architecture. Each keeps its module's ``requires_grad``, so a layer frozen
+    with ``requires_grad_(False)`` stays frozen in the inner and the outer loop.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
+        ValueError: the model has no parameters.
     """
-    return {name: p.detach().clone().requires_grad_(True) for name, p in model.named_parameters()}
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    params = {name: p.detach().clone().requires_grad_(p.requires_grad)
+              for name, p in model.named_parameters()}
+    if not params:
+        raise ValueError(f"{type(model).__name__} has no parameters: there is nothing to meta-learn")
+    return params
 
 
 def check_params(model: nn.Module, params: Params) -> None:
-    """Raise a ValueError unless ``params`` has exactly the names and shapes of ``model``'s."""
+    """Raise unless ``params`` has exactly the names and shapes of ``model``'s parameters.
+
+    Raises:
+        TypeError: ``model`` is not a module, ``params`` is not a ``{name: tensor}`` mapping
+            (e.g. ``model.parameters()``, a list, or a module).
+        ValueError: names or shapes differ from the model's, or params mixes devices.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(params, Mapping):
+        raise TypeError(
+            f"params must be a dict {{name: tensor}} such as get_params(model) or "
+            f"dict(model.named_parameters()), got {type(params).__name__}"
+        )
+    not_tensors = sorted(name for name, p in params.items() if not isinstance(p, torch.Tensor))
+    if not_tensors:
+        raise TypeError(f"params[{not_tensors[0]!r}] is a {type(params[not_tensors[0]]).__name__}, "
+                        "not a tensor; every value of params must be a torch.Tensor")
     expected = {name: tuple(p.shape) for name, p in model.named_parameters()}
     missing = sorted(set(expected) - set(params))
     unexpected = sorted(set(params) - set(expected))
@@ -37,9 +71,12 @@ def check_params(model: nn.Module, params: Params) -> None:
             problems.append(f"missing {missing}")
         if unexpected:
             problems.append(f"unexpected {unexpected}")
+        hint = (" Buffers (batch-norm running statistics) are not parameters: build params with "
+                "get_params(model), not model.state_dict()."
+                if set(unexpected) & {n for n, _ in model.named_buffers()} else "")
         raise ValueError(
             f"params does not match {type(model).__name__}: {'; '.join(problems)}. "
-            f"Expected exactly these names: {sorted(expected)}"
+            f"Expected exactly these names: {sorted(expected)}.{hint}"
         )
     for name, shape in expected.items():
         if tuple(params[name].shape) != shape:
@@ -47,8 +84,38 @@ def check_params(model: nn.Module, params: Params) -> None:
                 f"params[{name!r}] has shape {tuple(params[name].shape)}, but "
                 f"{type(model).__name__} needs {shape}"
             )
+    devices = {p.device for p in params.values()}
+    if len(devices) > 1:
+        raise ValueError(f"params holds tensors on several devices {sorted(map(str, devices))}; "
+                         "move them all to one, e.g. {n: p.to(device) for n, p in params.items()}")
+
+
+def adaptable(params: Params) -> Params:
+    """``params`` itself, or, when none of its tensors requires grad, detached copies that all do.
+
+    Weights loaded from a file (or detached by hand) carry no ``requires_grad`` flags at all;
+    adapting them means adapting every tensor, not freezing them all.
+    """
+    if any(p.requires_grad for p in params.values()):
+        return params
+    return {name: p.detach().requires_grad_(True) for name, p in params.items()}
+
+
+def buffer_copies(model: nn.Module) -> Params:
+    """Copies of the model's buffers, so that a forward pass cannot change the module.
+
+    A ``BatchNorm`` layer in training mode with ``track_running_stats=True`` updates its
+    running statistics in place on every call; run through :func:`forward`, it updates these
+    copies instead, and the learner's module keeps its own.
+    """
+    return {name: b.clone() for name, b in model.named_buffers()}
 
 
 def forward(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:
-    """Run ``model`` on ``x`` with the parameters in ``params`` instead of its own."""
-    return functional_call(model, params, (x,))
+    """Run ``model`` on ``x`` with the parameters in ``params`` instead of its own.
+
+    The module's own parameters and buffers are never changed (buffers are copied first,
+    when the module has any).
+    """
+    buffers = buffer_copies(model)
+    return functional_call(model, {**params, **buffers} if buffers else params, (x,))

@@ -13,19 +13,27 @@ offers on request, never by accident.
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Callable, Mapping, Union
 
 import torch
 from torch import nn
+from torch.autograd.graph import get_gradient_edge
 
-from mamlkit.functional import Params, check_params, forward
+from mamlkit.functional import Params, adaptable, check_params, forward
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-InnerLR = Union[float, Mapping[str, torch.Tensor]]
+InnerLR = Union[float, torch.Tensor, Mapping[str, torch.Tensor]]
 
 
 def check_inner_loop_args(inner_lr: InnerLR, inner_steps: int, params: Params) -> None:
-    """Raise a ValueError naming the argument when ``inner_lr`` or ``inner_steps`` is invalid."""
+    """Raise a ValueError/TypeError naming the argument when ``inner_lr`` or ``inner_steps`` is invalid.
+
+    ``inner_lr`` is a finite number ``>= 0``, a finite scalar tensor, or a dict with one finite
+    rate per tensor of ``params`` (a scalar, or a tensor of that parameter's shape). A learned
+    rate may have turned negative during training; a non-finite one never makes sense.
+    """
     if isinstance(inner_steps, bool) or not isinstance(inner_steps, int) or inner_steps < 0:
         raise ValueError(f"inner_steps must be a non-negative integer, got {inner_steps!r}")
     if isinstance(inner_lr, Mapping):
@@ -35,14 +43,43 @@ def check_inner_loop_args(inner_lr: InnerLR, inner_steps: int, params: Params) -
                 f"inner_lr is a dict of learned learning rates but has none for {missing}; "
                 "it needs one scalar tensor per parameter tensor (see init_inner_lrs)"
             )
-    elif not isinstance(inner_lr, (int, float)) or inner_lr < 0:
+        for name in params:
+            check_rate(inner_lr[name], f"inner_lr[{name!r}]", tuple(params[name].shape))
+    elif isinstance(inner_lr, torch.Tensor):
+        check_rate(inner_lr, "inner_lr", ())
+    elif (isinstance(inner_lr, bool) or not isinstance(inner_lr, numbers.Real)
+          or not inner_lr >= 0):  # "not >=" also catches nan
         raise ValueError(
             f"inner_lr must be a non-negative number or a dict of learned rates, got {inner_lr!r}"
         )
+    if not isinstance(inner_lr, (Mapping, torch.Tensor)) and not math.isfinite(inner_lr):
+        raise ValueError(f"inner_lr must be finite, got {inner_lr!r}: a step of infinite size "
+                         "writes inf or nan into every adapted parameter")
+
+
+def check_rate(rate, what: str, shape: tuple) -> None:
+    """Raise unless ``rate`` is a finite number or a finite float tensor of shape ``()`` or ``shape``."""
+    if isinstance(rate, torch.Tensor):
+        if not rate.is_floating_point():
+            raise TypeError(f"{what} must be a floating-point tensor, got dtype {rate.dtype}")
+        if tuple(rate.shape) not in ((), shape):
+            raise ValueError(f"{what} has shape {tuple(rate.shape)}; a learning rate is a scalar, "
+                             f"or one rate per element of its parameter, shape {shape}")
+        if not bool(torch.isfinite(rate).all()):
+            raise ValueError(f"{what} is not finite ({rate.detach().flatten()[:4].tolist()}...): "
+                             "a learned rate that blew up; lower meta_lr, or restart from a checkpoint")
+    elif isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not math.isfinite(rate):
+        raise ValueError(f"{what} must be a finite number or tensor, got {rate!r}")
 
 
 def check_task(x: torch.Tensor, y: torch.Tensor, name: str) -> None:
     """Raise a ValueError unless inputs and targets of a support or query set pair up."""
+    for part, value in ((f"x_{name}", x), (f"y_{name}", y)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{part} must be a torch.Tensor, got {type(value).__name__}; "
+                            "convert it with torch.as_tensor")
+        if value.dim() == 0:
+            raise ValueError(f"{part} is a single number; it needs an examples axis first, (S, ...)")
     if x.shape[0] != y.shape[0]:
         raise ValueError(
             f"x_{name} has {x.shape[0]} examples but y_{name} has {y.shape[0]}; "
@@ -50,6 +87,21 @@ def check_task(x: torch.Tensor, y: torch.Tensor, name: str) -> None:
         )
     if x.shape[0] == 0:
         raise ValueError(f"the {name} set is empty; it needs at least one example")
+
+
+def check_inputs_match(params: Params, x: torch.Tensor, name: str) -> None:
+    """Raise a ValueError when inputs ``x`` and the parameters differ in float dtype or device.
+
+    Otherwise the model's first layer fails deep inside torch ("mat1 and mat2 must have the
+    same dtype"); integer inputs (token ids, say) are left to the model.
+    """
+    reference = next(iter(params.values()))
+    if x.device != reference.device:
+        raise ValueError(f"{name} is on {x.device} but params are on {reference.device}; "
+                         f"move the tasks with tasks.to({str(reference.device)!r})")
+    if x.is_floating_point() and reference.is_floating_point() and x.dtype != reference.dtype:
+        raise ValueError(f"{name} is {x.dtype} but params are {reference.dtype}; convert the inputs "
+                         f"(x.to({reference.dtype})) or the model (model.to({x.dtype}) before get_params)")
 
 
 def init_inner_lrs(params: Params, inner_lr: float) -> dict[str, torch.Tensor]:
@@ -80,6 +132,53 @@ def first_order_gradients(loss: torch.Tensor, params: Params) -> tuple[torch.Ten
     ### END SOLUTION
 
 
+def check_loss(loss) -> None:
+    """Raise unless ``loss`` is a scalar tensor, one number for the task."""
+    if not isinstance(loss, torch.Tensor):
+        raise TypeError(f"the loss must be a tensor, got {type(loss).__name__}: loss_fn has to return "
+                        "torch operations on the outputs, not a Python number (no .item())")
+    if loss.dim() != 0:
+        raise ValueError(
+            f"the loss must be a scalar, one number for the task, got shape {tuple(loss.shape)}: "
+            "loss_fn has to reduce over the examples (e.g. reduction='mean', not 'none')"
+        )
+
+
+def tensors_to_step(loss: torch.Tensor, params: Params) -> Params:
+    """The tensors of ``params`` that the step moves: those that require grad and reach the loss.
+
+    A frozen tensor (``requires_grad=False``) stays as it is, and so does one the loss never
+    reaches (an unused head, a branch not taken): its gradient is zero. Autograd would refuse
+    both ("does not require grad", "appears to not have been used in the graph"), so they are
+    found first, by walking the loss's graph back from ``loss.grad_fn``.
+    """
+    wanted = {}
+    for name, p in params.items():
+        if p.requires_grad:
+            edge = get_gradient_edge(p)
+            wanted[(edge.node, edge.output_nr)] = name
+    if wanted and loss.grad_fn is None:
+        hint = (" adapt is running under torch.no_grad(): the inner loop needs gradients even at "
+                "test time; call it outside no_grad (or use mamlkit.evaluate.adaptation_curve)"
+                if not torch.is_grad_enabled() else
+                " loss_fn must compute the loss from the model's outputs with torch operations (no .detach())")
+        raise ValueError("the loss is not connected to params, so the inner loop has no gradient." + hint)
+    found, frontier, seen = set(), [loss.grad_fn] if wanted else [], set()
+    while frontier and len(found) < len(wanted):
+        node = frontier.pop()
+        for edge in node.next_functions:
+            if edge[0] is None:
+                continue
+            if edge in wanted:
+                found.add(wanted[edge])
+            if edge[0] not in seen:
+                seen.add(edge[0])
+                frontier.append(edge[0])
+    if len(found) == len(params):
+        return params
+    return {name: p for name, p in params.items() if name in found}
+
+
 def gradient_step(loss: torch.Tensor, params: Params, inner_lr: InnerLR,
                   first_order: bool = False) -> Params:
     """One step of gradient descent, φ − α·∇φ loss, returned as new tensors.
@@ -87,10 +186,19 @@ def gradient_step(loss: torch.Tensor, params: Params, inner_lr: InnerLR,
     Args:
         loss: scalar loss computed from ``params`` (for many tasks at once: the sum of their
             losses, whose gradient holds every task's own gradient).
-        params: φ, ``{name: tensor}``.
+        params: φ, ``{name: tensor}``. Frozen tensors (``requires_grad=False``) and tensors the
+            loss does not reach have a zero gradient and come back unchanged, the same tensor.
         inner_lr: α, a number or ``{name: scalar tensor}``.
         first_order: treat the gradient as a constant (see :func:`first_order_gradients`).
+
+    Raises:
+        TypeError, ValueError: the loss is not a scalar tensor, or has no graph to ``params``.
     """
+    check_loss(loss)
+    stepping = tensors_to_step(loss, params)
+    if len(stepping) < len(params):
+        stepped = gradient_step(loss, stepping, inner_lr, first_order) if stepping else {}
+        return {name: stepped.get(name, p) for name, p in params.items()}
     if first_order:
         grads = first_order_gradients(loss, params)
     else:
@@ -132,6 +240,8 @@ def adapt(
     check_params(model, params)
     check_inner_loop_args(inner_lr, inner_steps, params)
     check_task(x_support, y_support, "support")
+    check_inputs_match(params, x_support, "x_support")
+    params = adaptable(params)  # weights loaded from a file have no requires_grad: adapt them all
     ### BEGIN SOLUTION (Exercise 2.1)
     adapted = dict(params)  # φ₀ = θ: the same tensors, so gradients reach θ
     for _ in range(inner_steps):

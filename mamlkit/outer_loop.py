@@ -12,24 +12,74 @@ adapted φᵢ on the task's query set, and move θ against the gradient of the m
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
 from torch import nn
 
 from mamlkit.functional import Params, check_params, forward
-from mamlkit.inner_loop import InnerLR, LossFn, adapt, check_inner_loop_args, check_task
+from mamlkit.inner_loop import InnerLR, LossFn, adapt, check_inner_loop_args, check_inputs_match
 from mamlkit.losses import accuracy
-from mamlkit.tasks import TaskBatch
+from mamlkit.tasks import TaskBatch, as_task_batch
 
 
-def check_tasks(tasks: TaskBatch) -> None:
-    """Raise a ValueError unless every part of the batch holds the same number of tasks."""
-    sizes = {name: t.shape[0] for name, t in zip(TaskBatch._fields, tasks)}
-    if len(set(sizes.values())) != 1:
-        raise ValueError(f"every part of a TaskBatch needs the same number of tasks, got {sizes}")
-    check_task(tasks.x_support[0], tasks.y_support[0], "support")
-    check_task(tasks.x_query[0], tasks.y_query[0], "query")
+class NonFiniteError(FloatingPointError):
+    """A meta-step produced a loss or a meta-gradient that is inf or nan; θ was left as it was."""
+
+
+def check_tasks(tasks: TaskBatch) -> TaskBatch:
+    """``tasks`` as a checked :class:`TaskBatch`; raise a ValueError/TypeError if its parts do not fit.
+
+    See :func:`mamlkit.tasks.as_task_batch`; inputs must also be finite numbers.
+    """
+    tasks = as_task_batch(tasks)
+    for name in ("x_support", "x_query"):
+        x = getattr(tasks, name)
+        if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            raise ValueError(f"tasks.{name} contains inf or nan; check the data (or its normalisation)")
+    return tasks
+
+
+def all_finite(tensors) -> bool:
+    """Whether every element of every tensor is finite (one synchronisation for all of them)."""
+    tensors = list(tensors)
+    return not tensors or bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
+
+def check_optimizer(optimizer, params: Params, inner_lr: InnerLR) -> None:
+    """Raise unless ``optimizer`` holds every trainable tensor of θ (and learned rates), by identity.
+
+    ``Adam(model.parameters())`` next to ``params = get_params(model)`` holds the *module's*
+    tensors, not θ's copies: every step would compute a meta-gradient and move nothing.
+    """
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, e.g. torch.optim.Adam(params.values()), "
+                        f"got {type(optimizer).__name__}")
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    missing = [name for name, p in params.items() if p.requires_grad and id(p) not in held]
+    if missing:
+        raise ValueError(
+            f"the optimizer does not hold params {missing[:3]}{'...' if len(missing) > 3 else ''}, so "
+            "outer_step would compute meta-gradients and never apply them. Build it from the very "
+            "tensors of params: torch.optim.Adam(params.values(), lr=meta_lr), not from "
+            "model.parameters() (get_params makes copies)"
+        )
+    rates = inner_lr.items() if isinstance(inner_lr, dict) else [("", inner_lr)]
+    unheld = [name for name, r in rates
+              if isinstance(r, torch.Tensor) and r.requires_grad and id(r) not in held]
+    if unheld:
+        raise ValueError(
+            "inner_lr holds learned rates (requires_grad=True) that the optimizer does not hold, so "
+            "they would never change; build the optimizer over both: "
+            "torch.optim.Adam([*params.values(), *inner_lr.values()], lr=meta_lr), or detach the "
+            "rates to keep them fixed"
+        )
+    for i, group in enumerate(optimizer.param_groups):
+        lr = group.get("lr")
+        if lr is not None and not math.isfinite(float(lr)):
+            raise ValueError(f"the optimizer's learning rate (param group {i}) is {float(lr)}; "
+                             "meta_lr must be a finite number")
 
 
 def meta_loss(
@@ -53,7 +103,7 @@ def meta_loss(
         respect to θ (and learned inner rates), and the adapted model's query outputs
         ``(T, Q, out)``, detached, for metrics.
     """
-    check_tasks(tasks)
+    tasks = check_tasks(tasks)
     losses, outputs = [], []
     for i in range(tasks.num_tasks):
         task = tasks.task(i)
@@ -67,10 +117,30 @@ def meta_loss(
     return torch.stack(losses).mean(), torch.stack(outputs)
 
 
+def nonfinite_guard(params: Params, inner_lr: InnerLR = 0.0):
+    """An optimiser step pre-hook that refuses a step whose gradients are not all finite.
+
+    Register it with ``optimizer.register_step_pre_hook(nonfinite_guard(params, inner_lr))``:
+    whatever computed the gradients (:func:`outer_step`, another algorithm, a distributed
+    step), the hook runs inside ``optimizer.step()`` *before* any tensor or optimiser state
+    changes, drops the gradients and raises :class:`NonFiniteError` naming the tensors.
+    """
+    def refuse_nonfinite(optimizer, args, kwargs):
+        with_grads = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if not all_finite(p.grad for p in with_grads):
+            bad = [_name_of(p, params, inner_lr) for p in with_grads if not bool(torch.isfinite(p.grad).all())]
+            optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteError(refusal(f"the meta-gradient of {bad[:3]}", "inf/nan", inner_lr))
+
+    return refuse_nonfinite
+
+
 def query_metrics(outputs: torch.Tensor, targets: torch.Tensor, loss_fn: LossFn,
                   prefix: str = "query") -> dict[str, float]:
     """Loss (and accuracy, for integer labels) of detached outputs ``(T, Q, out)``."""
-    metrics = {f"{prefix}_loss": loss_fn(outputs, targets).mean().item()}
+    from mamlkit.fast import per_task  # the fast path builds on this module
+
+    metrics = {f"{prefix}_loss": per_task(loss_fn, outputs, targets).mean().item()}
     if not targets.is_floating_point():
         metrics[f"{prefix}_accuracy"] = accuracy(outputs, targets).mean().item()
     return metrics
@@ -91,18 +161,29 @@ def outer_step(
 ) -> dict[str, float]:
     """One meta-update of θ (and of learned inner rates, if the optimiser holds them).
 
+    Any ``nn.Module`` works with either method. Frozen tensors of θ (``requires_grad=False``)
+    are used but never moved; the module itself, its buffers and ``tasks`` are never changed.
+
     Args:
         model, params, tasks, loss_fn, inner_lr, inner_steps, first_order: as in :func:`meta_loss`.
-        optimizer: the outer optimiser over θ's tensors (e.g. Adam with lr β).
+        optimizer: the outer optimiser over θ's tensors, e.g. ``torch.optim.Adam(params.values(),
+            lr=meta_lr)``; it must hold the trainable tensors of ``params`` themselves.
         method: ``"fast"`` (all tasks at once, :mod:`mamlkit.fast`) or ``"loop"`` (per task).
         task_chunk_size: adapt at most this many tasks at a time and accumulate their
             gradients: the same update with less memory (second-order graphs grow with
             ``inner_steps`` × tasks), for some extra time.
-        metrics_before: also report the query loss/accuracy of θ itself, before adaptation.
+        metrics_before: also report the query loss/accuracy of θ itself, before adaptation
+            (the same θ as the "after" metrics, before this step's update).
 
     Returns:
         ``query_loss`` and, for classification, ``query_accuracy`` after adaptation (means over
-        tasks), plus ``query_loss_before``/``query_accuracy_before`` when asked.
+        tasks), plus ``query_before_loss``/``query_before_accuracy`` when asked.
+
+    Raises:
+        TypeError, ValueError: an argument does not fit (the message names it), e.g. an
+            optimiser that does not hold θ's tensors, or a non-finite learning rate.
+        NonFiniteError: the query loss or the meta-gradient is inf or nan. The update is
+            refused before θ or the optimiser's state change.
     """
     from mamlkit.fast import meta_loss_batched  # the fast path builds on this module
 
@@ -110,26 +191,58 @@ def outer_step(
         raise ValueError(f"method must be 'fast' or 'loop', got {method!r}")
     check_params(model, params)
     check_inner_loop_args(inner_lr, inner_steps, params)
-    check_tasks(tasks)
+    tasks = check_tasks(tasks)
+    check_inputs_match(params, tasks.x_support, "tasks.x_support")
+    if not any(p.requires_grad for p in params.values()):
+        raise ValueError("no tensor of params requires grad, so there is nothing to meta-train; build "
+                         "params with get_params(model) (frozen layers keep requires_grad=False, "
+                         "the others True), not from model.state_dict() or detached tensors")
+    check_optimizer(optimizer, params, inner_lr)
+    if not all_finite(params.values()):
+        bad = [n for n, p in params.items() if not bool(torch.isfinite(p).all())]
+        raise ValueError(f"params {bad} already contain inf or nan; restart from a good checkpoint")
     num_tasks = tasks.num_tasks
     chunk = num_tasks if task_chunk_size is None else task_chunk_size
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"task_chunk_size must be a positive integer or None, got {task_chunk_size!r}")
     compute = meta_loss_batched if method == "fast" else meta_loss
 
+    metrics = {}
+    if metrics_before:
+        # Before the update, so that "before" and "after" adaptation describe the same θ.
+        with torch.no_grad():
+            before = torch.stack([forward(model, params, x) for x in tasks.x_query])
+        metrics.update(query_metrics(before, tasks.y_query, loss_fn, prefix="query_before"))
+
     optimizer.zero_grad(set_to_none=True)
     outputs = []
     for start in range(0, num_tasks, chunk):
         part = TaskBatch(*(t[start:start + chunk] for t in tasks))
         loss, part_outputs = compute(model, params, part, loss_fn, inner_lr, inner_steps, first_order)
+        if not bool(torch.isfinite(loss)):
+            optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteError(refusal("the query loss after adaptation", loss.item(), inner_lr))
         # Weight each chunk by its share of the tasks, so the sum is the mean over all tasks.
         (loss * (part.num_tasks / num_tasks)).backward()
         outputs.append(part_outputs)
+    nonfinite_guard(params, inner_lr)(optimizer, (), {})  # raises before θ or the state change
     optimizer.step()
 
-    metrics = query_metrics(torch.cat(outputs), tasks.y_query, loss_fn)
-    if metrics_before:
-        with torch.no_grad():
-            before = torch.stack([forward(model, params, x) for x in tasks.x_query])
-        metrics.update(query_metrics(before, tasks.y_query, loss_fn, prefix="query_before"))
-    return metrics
+    return {**query_metrics(torch.cat(outputs), tasks.y_query, loss_fn), **metrics}
+
+
+def _name_of(tensor: torch.Tensor, params: Params, inner_lr: InnerLR) -> str:
+    """The name a tensor of the optimiser has in ``params`` or ``inner_lr``, for messages."""
+    for prefix, named in (("", params), ("inner_lr:", inner_lr if isinstance(inner_lr, dict) else {})):
+        for name, t in named.items():
+            if t is tensor:
+                return prefix + name
+    return f"tensor of shape {tuple(tensor.shape)}"
+
+
+def refusal(quantity: str, value, inner_lr: InnerLR) -> str:
+    """The message of a refused meta-step: what was not finite, that θ is unchanged, likely causes."""
+    rate = "learned inner rates" if isinstance(inner_lr, dict) else f"inner_lr={inner_lr!r}"
+    return (f"{quantity} is {value}: outer_step refused the update, θ and the optimizer state are "
+            f"unchanged. Likely cause: the inner steps diverge ({rate} too large for this model; try "
+            "a smaller inner_lr or fewer inner_steps), or meta_lr too large")

@@ -15,6 +15,7 @@ was stopped and resumed takes exactly the steps an uninterrupted run would have 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import math
@@ -32,6 +33,7 @@ from mamlkit import checkpoints, distributed
 from mamlkit.errors import CheckpointError, ConfigError
 from mamlkit.evaluate import evaluate
 from mamlkit.functional import get_params
+from mamlkit.outer_loop import NonFiniteError, nonfinite_guard
 from mamlkit.losses import cross_entropy
 from mamlkit.models import Conv4
 from mamlkit.methods import ALGORITHMS, build_method
@@ -78,6 +80,10 @@ class TrainConfig:
     val_every: int = 500
     val_tasks: int = 200
     checkpoint_every: int = 200
+    # A meta-step whose loss or meta-gradient is inf/nan is always refused (θ unchanged). By
+    # default training then stops with the reason; with skip_nonfinite it skips that batch of
+    # tasks and counts the skips in the log instead.
+    skip_nonfinite: bool = False
     data_root: Optional[str] = None
 
     def validate(self) -> None:
@@ -150,7 +156,6 @@ def meta_lr_at(config: TrainConfig, iteration: int) -> float:
     return config.meta_lr_min + (config.meta_lr - config.meta_lr_min) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-
 def build_model(config: TrainConfig | dict, generator: Optional[torch.Generator] = None) -> Conv4:
     """The conv4 network a config describes (``channels`` filters, ``n_way`` outputs)."""
     config = config if isinstance(config, dict) else dataclasses.asdict(config)
@@ -171,24 +176,62 @@ def omniglot_task_samplers(config: TrainConfig):
     }
 
 
+def check_samplers(samplers) -> dict:
+    """Raise unless ``samplers`` maps ``"train"`` and ``"val"`` to objects with ``sample(n, generator)``."""
+    if not isinstance(samplers, dict) or not {"train", "val"} <= set(samplers):
+        raise ValueError(f"samplers must be a dict with 'train' and 'val' task samplers, got "
+                         f"{sorted(samplers) if isinstance(samplers, dict) else type(samplers).__name__}")
+    for name, sampler in samplers.items():
+        if not callable(getattr(sampler, "sample", None)):
+            raise TypeError(f"samplers[{name!r}] must have a method sample(n, generator) -> TaskBatch, "
+                            f"got {type(sampler).__name__}")
+    return samplers
+
+
 class Trainer:
     """Owns the state of one run and moves it forward one meta-step at a time."""
 
-    def __init__(self, config: TrainConfig, run_dir: str | Path, samplers=None):
+    def __init__(self, config: TrainConfig, run_dir: str | Path, samplers=None,
+                 model: Optional[torch.nn.Module] = None, loss_fn=None):
+        """
+        Args:
+            config: the run's settings.
+            run_dir: the run folder (checkpoint, metrics, figures).
+            samplers: ``{"train": sampler, "val": sampler}``, each with ``sample(n, generator)``
+                returning a :class:`~mamlkit.tasks.TaskBatch`; default: Omniglot per ``config``.
+            model: any ``nn.Module`` to meta-train; default: the ``Conv4`` ``config`` describes.
+                Its parameters are copied into θ (frozen ones stay frozen); the module itself is
+                never changed (a copy is moved when ``config.device`` is another device).
+            loss_fn: ``loss_fn(outputs, targets)``, one loss per task; default: cross-entropy.
+        """
         config.validate()
         self.config = config
         self.run_dir = Path(run_dir)
         self.device = torch.device(config.device)
-        self.samplers = samplers if samplers is not None else omniglot_task_samplers(config)
-        self.model = build_model(config, torch.Generator().manual_seed(config.seed)).to(self.device)
-        self.params = {n: p.to(self.device).detach().requires_grad_(True)
+        self.samplers = check_samplers(samplers) if samplers is not None else omniglot_task_samplers(config)
+        if model is None:
+            model = build_model(config, torch.Generator().manual_seed(config.seed))
+        elif not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        elif any(t.device != self.device for t in [*model.parameters(), *model.buffers()]):
+            model = copy.deepcopy(model)  # move a copy: the learner's module stays where it is
+        self.model = model.to(self.device)
+        self.loss_fn = cross_entropy if loss_fn is None else loss_fn
+        if not callable(self.loss_fn):
+            raise TypeError(f"loss_fn must be a function (outputs, targets) -> loss per task, "
+                            f"got {type(loss_fn).__name__}")
+        # θ: leaf copies on the device, each keeping its module's requires_grad (frozen layers).
+        self.params = {n: p.to(self.device).detach().requires_grad_(p.requires_grad)
                        for n, p in get_params(self.model).items()}
         # The algorithm owns its extra learned tensors (learned inner rates), saved as inner_lrs.
         self.method = build_method(config.algorithm, self.params, config.inner_lr, config.inner_steps,
-                                   config.first_order, config.learn_inner_lrs, loss_fn=cross_entropy)
+                                   config.first_order, config.learn_inner_lrs, loss_fn=self.loss_fn)
         self.inner_lrs = self.method.learned_rates
         trainable = list(self.params.values()) + list((self.inner_lrs or {}).values())
         self.optimizer = torch.optim.Adam(trainable, lr=config.meta_lr)
+        # Whatever computes the meta-gradient, a non-finite one never reaches θ.
+        self.optimizer.register_step_pre_hook(nonfinite_guard(self.params, self.inner_lrs or 0.0))
+        self.skipped_nonfinite = 0
         # Training tasks come from their own generator, saved in checkpoints for exact resume.
         self.task_generator = torch.Generator().manual_seed(config.seed + 1)
         self.iteration = 0
@@ -210,11 +253,12 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "task_generator": self.task_generator.get_state(),
             "code_commit": self.code_commit,
+            "skipped_nonfinite": self.skipped_nonfinite,
         }
 
     def load_state(self, state: dict) -> None:
         # Settings that change how the steps are computed, not what they compute, may differ.
-        free = ("iterations", "device", "data_root", "implementation", "task_chunk_size")
+        free = ("iterations", "device", "data_root", "implementation", "task_chunk_size", "skip_nonfinite")
         saved = {k: v for k, v in upgrade_config(state["config"]).items() if k not in free}
         current = {k: v for k, v in dataclasses.asdict(self.config).items() if k in saved}
         changed = {k: (saved[k], current[k]) for k in saved if saved[k] != current.get(k)}
@@ -233,6 +277,7 @@ class Trainer:
         self.iteration = state["iteration"]
         self.train_seconds = state.get("train_seconds", 0.0)
         self.code_commit = state.get("code_commit", self.code_commit)
+        self.skipped_nonfinite = state.get("skipped_nonfinite", 0)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -261,6 +306,23 @@ class Trainer:
         return True
 
     # -- work ----------------------------------------------------------------------------
+    def skip_nonfinite_step(self, error: NonFiniteError) -> dict:
+        """After a refused step (θ unchanged): count it as skipped, or stop with the reason.
+
+        Raises:
+            NonFiniteError: unless ``config.skip_nonfinite``; the message says which step and
+                that the last checkpoint, written before it, is intact.
+        """
+        if not self.config.skip_nonfinite:
+            saved = (f"the last checkpoint, {self.checkpoint_path}, is intact"
+                     if self.checkpoint_path.exists() else "no checkpoint was written yet")
+            raise NonFiniteError(f"training stopped at step {self.iteration + 1}: {error}. θ is unchanged "
+                                 f"and {saved}; resume after changing the setting, or with "
+                                 "skip_nonfinite=True to skip such batches") from error
+        self.iteration += 1
+        self.skipped_nonfinite += 1
+        return {}
+
     def step(self, metrics_before: bool = False) -> dict:
         c = self.config
         tasks = self.samplers["train"].sample(c.meta_batch_size, self.task_generator).to(self.device)
@@ -281,7 +343,7 @@ class Trainer:
         generator = torch.Generator().manual_seed(seed)
         return evaluate(self.model, self.params,
                         lambda n: self.samplers[split].sample(n, generator),
-                        cross_entropy, self.inner_lr, c.eval_inner_steps,
+                        self.loss_fn, self.inner_lr, c.eval_inner_steps,
                         num_tasks=num_tasks or c.val_tasks, device=self.device, method=self.method)
 
     def log(self, record: dict) -> None:
@@ -310,7 +372,12 @@ class Trainer:
             with deferred_interrupt() as stop:
                 while self.iteration < c.iterations:
                     start = time.perf_counter()
-                    metrics = self.step(metrics_before=(self.iteration + 1) % c.log_every == 0)
+                    try:
+                        metrics = self.step(metrics_before=(self.iteration + 1) % c.log_every == 0)
+                    except NonFiniteError as error:
+                        metrics = self.skip_nonfinite_step(error)  # raises unless skip_nonfinite
+                    if c.skip_nonfinite:
+                        metrics["skipped_nonfinite"] = self.skipped_nonfinite  # skips so far
                     self.train_seconds += time.perf_counter() - start
                     # All ranks stop after the same step, when Ctrl-C reached any of them.
                     stop.requested = distributed.any_rank(stop.requested)
@@ -320,7 +387,7 @@ class Trainer:
                                   "seconds": round(self.train_seconds, 2), **metrics})
                         tasks_per_second = (c.meta_batch_size * (self.iteration - session_first)
                                             / (time.perf_counter() - session_start))
-                        bar.set_postfix(acc=f"{metrics['query_accuracy']:.3f}",
+                        bar.set_postfix(acc=f"{metrics.get('query_accuracy', float('nan')):.3f}",
                                         tasks_per_s=f"{tasks_per_second:.0f}")
                     if ((self.iteration % c.val_every == 0 or self.iteration == c.iterations)
                             and distributed.is_main_process()):  # the others wait at the next step

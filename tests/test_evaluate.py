@@ -177,5 +177,5 @@ def test_evaluate_after_zero_steps_is_the_accuracy_of_the_unadapted_model(pool):
 
 def test_evaluate_needs_two_tasks(pool):
     model = tiny_conv()
-    with pytest.raises(ValueError, match="num_tasks must be at least 2"):
+    with pytest.raises(ValueError, match="num_tasks must be an integer, at least 2"):
         evaluate(model, get_params(model), task_stream(pool), cross_entropy, 0.4, 1, num_tasks=1)

@@ -134,3 +134,18 @@ def test_bad_outer_step_arguments_are_rejected():
         outer_step(model, params, short, opt, cross_entropy, 0.4, 1)
     with pytest.raises(ValueError, match="x_query has 6 examples but y_query has 5"):
         outer_step(model, params, tasks._replace(y_query=tasks.y_query[:, :5]), opt, cross_entropy, 0.4, 1)
+
+
+@pytest.mark.ex2_1
+def test_metrics_before_adaptation_describe_the_same_theta_as_after():
+    model, tasks = tiny_conv(), image_tasks(num_tasks=3)
+    params = get_params(model)
+    with torch.no_grad():
+        theta_outputs = torch.stack([torch.func.functional_call(model, params, (x,)) for x in tasks.x_query])
+    expected = cross_entropy(theta_outputs, tasks.y_query).mean().item()
+    opt = torch.optim.SGD(list(params.values()), lr=10.0)  # a large step: θ after it is far away
+    metrics = outer_step(model, params, tasks, opt, cross_entropy, 0.4, 1, metrics_before=True)
+    assert metrics["query_before_loss"] == pytest.approx(expected, rel=1e-12), (
+        "the 'before adaptation' loss must be that of θ before this step's update, the θ the "
+        "'after adaptation' numbers were adapted from"
+    )

@@ -159,3 +159,100 @@ def test_the_recorded_training_command_rebuilds_the_same_settings():
     rebuilt = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
     assert rebuilt == config
     assert args.run_dir == "runs/x"
+
+
+# --- any model, and steps that are not finite ----------------------------------------------------
+
+class VectorTasks:
+    """3-way tasks on 4-dimensional inputs; ``nan_at`` makes the query targets of that call nan."""
+
+    def __init__(self, nan_at: int | None = None):
+        self.calls, self.nan_at = 0, nan_at
+
+    def sample(self, n: int, generator: torch.Generator) -> TaskBatch:
+        self.calls += 1
+        means = torch.randn(n, 3, 4, generator=generator) * 2
+        labels = torch.arange(3).repeat(2).expand(n, -1).clone()
+        x = means.gather(1, labels.unsqueeze(-1).expand(-1, -1, 4))
+        tasks = TaskBatch(x + torch.randn(x.shape, generator=generator), labels,
+                          x + torch.randn(x.shape, generator=generator), labels)
+        if self.calls == self.nan_at:  # a loss that cannot be computed: one-hot targets with nan
+            return tasks._replace(y_query=torch.full((n, 6, 3), float("nan")))
+        return tasks
+
+
+def frozen_first_layer_mlp() -> torch.nn.Sequential:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    model[0].requires_grad_(False)
+    return model
+
+
+def cross_entropy_or_soft(outputs, targets):
+    """Cross-entropy for labels; for float targets (here: nan) the soft-label form."""
+    if targets.is_floating_point():
+        return -(targets * torch.log_softmax(outputs, -1)).sum(-1).mean(-1)
+    from mamlkit.losses import cross_entropy
+    return cross_entropy(outputs, targets)
+
+
+@pytest.mark.ex2_1
+@pytest.mark.ex3_2
+@pytest.mark.ex4_2
+def test_a_trainer_meta_trains_any_model_with_its_own_loss_and_tasks(tmp_path, no_plots):
+    config = tiny_config(inner_lr=0.5, meta_lr=0.01, val_tasks=6)
+    model = frozen_first_layer_mlp()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = Trainer(config, tmp_path / "run", {"train": VectorTasks(), "val": VectorTasks()},
+                      model=model, loss_fn=cross_entropy_or_soft)
+    start = {n: p.detach().clone() for n, p in trainer.params.items()}
+    trainer.train(progress=False)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()), "the module must not change"
+    assert torch.equal(trainer.params["0.weight"], start["0.weight"]), "the frozen layer must not move"
+    assert not torch.equal(trainer.params["2.weight"], start["2.weight"])
+    resumed = Trainer(config, tmp_path / "run", {"train": VectorTasks(), "val": VectorTasks()},
+                      model=frozen_first_layer_mlp(), loss_fn=cross_entropy_or_soft)
+    assert resumed.resume_if_possible() and resumed.iteration == 4
+    assert all(torch.equal(resumed.params[n], p) for n, p in trainer.params.items())
+
+
+@pytest.mark.ex2_1
+@pytest.mark.ex3_2
+@pytest.mark.ex4_2
+def test_a_non_finite_step_stops_training_with_the_last_checkpoint_intact(tmp_path, no_plots):
+    config = tiny_config(inner_lr=0.5)
+    trainer = Trainer(config, tmp_path / "run", {"train": VectorTasks(nan_at=3), "val": VectorTasks()},
+                      model=frozen_first_layer_mlp(), loss_fn=cross_entropy_or_soft)
+    with pytest.raises(FloatingPointError, match=r"training stopped at step 3: .*not finite|training stopped at step 3: .*inf/nan"):
+        trainer.train(progress=False)
+    saved = checkpoints.load(tmp_path / "run/checkpoint.pt")
+    assert saved["iteration"] == 2 and trainer.iteration == 2
+    assert all(torch.equal(saved["params"][n], p.detach()) for n, p in trainer.params.items()), (
+        "θ must be that of the last good step")
+    assert all(torch.isfinite(p).all() for p in trainer.params.values())
+
+
+@pytest.mark.ex2_1
+@pytest.mark.ex3_2
+@pytest.mark.ex4_2
+def test_skip_nonfinite_skips_the_batch_and_counts_it_in_the_log(tmp_path, no_plots):
+    config = tiny_config(inner_lr=0.5, skip_nonfinite=True)
+    trainer = Trainer(config, tmp_path / "run", {"train": VectorTasks(nan_at=3), "val": VectorTasks()},
+                      model=frozen_first_layer_mlp(), loss_fn=cross_entropy_or_soft)
+    trainer.train(progress=False)
+    assert trainer.iteration == 4 and trainer.skipped_nonfinite == 1
+    train = [r for r in read_metrics(tmp_path / "run/metrics.jsonl") if r["kind"] == "train"]
+    assert [r["skipped_nonfinite"] for r in train] == [0, 0, 1, 1]
+    assert "query_loss" not in train[2] and "query_loss" in train[3]
+    assert all(torch.isfinite(p).all() for p in trainer.params.values())
+    assert checkpoints.load(tmp_path / "run/checkpoint.pt")["skipped_nonfinite"] == 1
+
+
+def test_trainer_samplers_and_model_are_checked(tmp_path):
+    config = tiny_config()
+    with pytest.raises(ValueError, match="samplers must be a dict with 'train' and 'val'"):
+        Trainer(config, tmp_path, {"train": VectorTasks()})
+    with pytest.raises(TypeError, match=r"samplers\['val'\] must have a method sample"):
+        Trainer(config, tmp_path, {"train": VectorTasks(), "val": lambda n, g: None})
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        Trainer(config, tmp_path, {"train": VectorTasks(), "val": VectorTasks()}, model="conv4")
