@@ -333,6 +333,7 @@ def test_build_writes_stubs_and_copies_everything_else(tmp_path):
     report = build_student_edition(src, tmp_path / "student", exercises=TOY)
     out = tmp_path / "student"
     assert report.files == [
+        ".github/workflows/classroom.yml",
         "README.md",
         "assets/weights.bin",
         "mamlkit/__init__.py",
@@ -341,7 +342,8 @@ def test_build_writes_stubs_and_copies_everything_else(tmp_path):
         "tests/test_loop.py",
     ], "caches and checkpoints must not be copied"
     assert sorted(tree_bytes(out)) == report.files
-    for rel in ("README.md", "assets/weights.bin", "mamlkit/__init__.py", "tests/test_loop.py"):
+    assert "Toy course" not in (out / "README.md").read_text(encoding="utf-8"), "the README is the student's"
+    for rel in ("assets/weights.bin", "mamlkit/__init__.py", "tests/test_loop.py"):
         assert (out / rel).read_bytes() == (src / rel).read_bytes(), f"{rel} should be copied byte for byte"
     loop = (out / "mamlkit/loop.py").read_text(encoding="utf-8")
     assert f"    {STUB_2_1}\n" in loop and "return _secret_helper(x)" not in loop
@@ -511,7 +513,8 @@ def test_proportional_policy_gives_partial_credit(tmp_path):
 
 def test_a_test_file_that_fails_to_import_is_reported_and_the_rest_still_graded(tmp_path):
     root = make_submission(tmp_path / "bob")
-    write(root, "tests/test_broken.py", "import pytest\nfrom mamlkit.loop import missing\n")
+    write(root, "tests/test_broken.py", "import pytest\nfrom mamlkit.loop import missing\n\n\n"
+          "@pytest.mark.ex2_1\ndef test_missing():\n    assert missing\n")
     report = grade(root, TOY)
     assert [e["nodeid"] for e in report.collection_errors] == ["tests/test_broken.py"]
     assert "missing" in report.collection_errors[0]["message"]
@@ -531,7 +534,7 @@ def test_cli_grade_writes_json(tmp_path, capsys):
     root = make_submission(tmp_path / "alice")
     out = tmp_path / "grades/alice.json"
     # The CLI grades the course's own registry: Exercise 1.1 and 2.1 are in it too.
-    assert classroom_main(["grade", "--root", str(root), "--json", str(out)]) == 0
+    assert classroom_main(["grade", "--root", str(root), "--no-reference", "--json", str(out)]) == 0
     data = json.loads(out.read_text(encoding="utf-8"))
     by_id = {e["id"]: e for e in data["exercises"]}
     assert (by_id["1.1"]["tests_passed"], by_id["1.1"]["tests_total"]) == (2, 2)
@@ -559,6 +562,8 @@ def test_verify_flags_tests_that_pass_without_the_solution(tmp_path):
         "Exercise 1.1 has no tests (none carries @pytest.mark.ex1_1)",
         "Exercise 2.1: tests/test_loosely.py::test_adapt_exists passes in the student edition, "
         "without the solution",
+        "Exercise 2.1: tests/test_loosely.py::test_adapt_exists passes when every other exercise is "
+        "solved and Exercise 2.1 is not: it does not test Exercise 2.1, so unmark it",
     ]
 
 
@@ -675,11 +680,13 @@ def test_ipython_shows_the_hint_instead_of_a_traceback():
 def test_check_exercise_prints_what_passes(tmp_path, capsys):
     root = make_submission(tmp_path / "alice")
     assert check_exercise("1.1", root=root, exercises=TOY) is True
-    assert "✓ Exercise 1.1 (toy warm-up): all 2 tests pass." in capsys.readouterr().out
+    assert capsys.readouterr().out.startswith("✓ Exercise 1.1 (toy warm-up): your tests: 2 of 2 pass.\n")
     assert check_exercise("ex2_1", root=root, exercises=TOY) is False
     out = capsys.readouterr().out
-    assert "✗ Exercise 2.1 (the toy inner loop `adapt`): 1 of 2 tests pass." in out
-    assert "✗ test_adapt_two_steps (failed): AssertionError: two steps from 1 should reach 4" in out
+    assert out.startswith("✗ Exercise 2.1 (the toy inner loop `adapt`): your tests: 1 of 2 pass.\n")
+    assert "✗ 1. test_adapt_two_steps (failed)\n      AssertionError: two steps from 1 should reach 4\n" in out
+    # The whole message: pytest's account of the values compared comes with it.
+    assert "assert 3 == 4" in out
 
 
 # --------------------------------------------------------------------------------------------
@@ -696,3 +703,233 @@ def test_cli_build_student_runs_the_leak_check(tmp_path, capsys):
     assert classroom_main(["build-student", str(out), "--src", str(src)]) == 1
     assert "not empty" in capsys.readouterr().err
 
+
+
+# --------------------------------------------------------------------------------------------
+# Grading each exercise on its own, hidden tests, Gradescope
+
+TWO = (
+    Exercise(id="1.1", title="squares", points=10, notebook="notebooks/01_toy.ipynb",
+             module="mamlkit/warm.py", task="implement `square`"),
+    Exercise(id="2.1", title="the toy inner loop `adapt`", points=20, notebook="notebooks/01_toy.ipynb",
+             module="mamlkit/loop.py", task="implement `adapt`"),
+)
+
+
+def make_two_exercise_course(root: Path) -> Path:
+    """Exercise 2.1's code calls Exercise 1.1's, and one of its tests is hidden."""
+    write(root, "README.md", "# Toy course (instructor edition)\n\n    python -m mamlkit.classroom verify\n")
+    write(root, "mamlkit/__init__.py", "")
+    write(root, "mamlkit/warm.py", f'''\
+        def square(x):
+            """x squared."""
+            {BEGIN} (Exercise 1.1)
+            return x * x
+            {END}
+        ''')
+    write(root, "mamlkit/loop.py", f'''\
+        from mamlkit.warm import square
+
+
+        class Learner:
+            def adapt(self, x):
+                """One toy step: x² + 1."""
+                {BEGIN} (Exercise 2.1)
+                return square(x) + 1
+                {END}
+        ''')
+    write(root, "tests/test_toy.py", '''\
+        import os
+
+        import pytest
+
+        from mamlkit.loop import Learner
+        from mamlkit.warm import square
+
+
+        @pytest.mark.ex1_1
+        def test_square():
+            assert square(3) == 9, f"square(3) should be 9, got {square(3)}"
+
+
+        @pytest.mark.ex2_1
+        def test_adapt():
+            assert Learner().adapt(2) == 5, "adapt(2) should be 2² + 1 = 5"
+
+
+        @pytest.mark.ex2_1
+        @pytest.mark.skipif(not os.environ.get("TOY_DATA"), reason="TOY_DATA is not set")
+        def test_adapt_on_data():
+            assert Learner().adapt(1) == 2
+
+
+        @pytest.mark.hidden
+        @pytest.mark.ex2_1
+        def test_adapt_negative():
+            assert Learner().adapt(-3) == 10
+
+
+        def test_plain():
+            pass
+        ''')
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Toy\n\n## Exercise 1.1 · squares\n\n## Exercise 2.1 · adapt")]
+    (root / "notebooks").mkdir(exist_ok=True)
+    (root / "notebooks/01_toy.ipynb").write_text(nbformat.writes(nb), encoding="utf-8")
+    return root
+
+
+def solve(student: Path, reference: Path, exercise: Exercise, exercises=TWO) -> None:
+    """Put the reference solution of ``exercise`` into a student edition, as a learner would write it."""
+    from mamlkit.classroom.reference import _splice, reference_functions
+
+    refs = reference_functions(reference, exercises)[exercise.id]
+    path = student / refs[0].path
+    path.write_text(_splice(path.read_text(encoding="utf-8"), refs[0].path, refs), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def two_course(tmp_path_factory):
+    base = tmp_path_factory.mktemp("two")
+    src = make_two_exercise_course(base / "src")
+    report = build_student_edition(src, base / "student", exercises=TWO)
+    return src, base / "student", report
+
+
+def points(report) -> dict[str, float]:
+    return {r.exercise.id: r.points_earned for r in report.results}
+
+
+def test_hidden_tests_are_left_out_of_the_edition_and_named_by_the_grader(two_course, monkeypatch):
+    src, student, build = two_course
+    text = (student / "tests/test_toy.py").read_text(encoding="utf-8")
+    assert "test_adapt_negative" not in text and "test_adapt_on_data" in text
+    assert build.hidden_tests == ["tests/test_toy.py::test_adapt_negative"]
+    assert find_leaks(student, TWO) == []
+    monkeypatch.delenv("TOY_DATA", raising=False)
+    report = grade(src, TWO, reference=src)
+    assert report.hidden_tests == ["tests/test_toy.py::test_adapt_negative"]
+    assert "Hidden tests (not in the student edition): 1" in report.table()
+    assert points(report) == {"1.1": 10, "2.1": 20}
+
+
+def test_a_leftover_hidden_test_is_a_leak(tmp_path):
+    write(tmp_path, "tests/test_x.py", "import pytest\n\n\n@pytest.mark.hidden\ndef test_x():\n    pass\n")
+    assert find_leaks(tmp_path, TWO) == ["tests/test_x.py:4: a hidden test left in the student edition"]
+
+
+def test_each_exercise_is_graded_on_its_own(two_course, tmp_path):
+    src, student, _ = two_course
+    # Untouched: nothing. With the reference for the others, each test stops at its own stub.
+    untouched = grade(student, TWO, reference=src)
+    assert points(untouched) == {"1.1": 0, "2.1": 0}
+    assert {t.message.splitlines()[0].split(":")[1].strip() for r in untouched.results for t in r.tests
+            if t.outcome == "failed"} == {"Exercise 1.1", "Exercise 2.1"}
+    # 2.1 solved alone: 2.1's points, although adapt calls the unsolved square.
+    only_2_1 = tmp_path / "only_2_1"
+    shutil.copytree(student, only_2_1)
+    solve(only_2_1, src, TWO[1])
+    assert points(grade(only_2_1, TWO, reference=src)) == {"1.1": 0, "2.1": 20}
+    # Without the reference, the same test waits for 1.1 and does not pass.
+    plain = grade(only_2_1, TWO)
+    assert [t.outcome for t in plain.results[1].tests if t.nodeid.endswith("::test_adapt")] == ["waiting"]
+    assert points(plain) == {"1.1": 0, "2.1": 0}
+    # 1.1 solved alone, and 1.1 solved with a mistake in 2.1.
+    only_1_1 = tmp_path / "only_1_1"
+    shutil.copytree(student, only_1_1)
+    solve(only_1_1, src, TWO[0])
+    assert points(grade(only_1_1, TWO, reference=src)) == {"1.1": 10, "2.1": 0}
+    write(only_1_1, "mamlkit/loop.py", '''\
+        from mamlkit.warm import square
+
+
+        class Learner:
+            def adapt(self, x):
+                return square(x)
+        ''')
+    report = grade(only_1_1, TWO, reference=src)
+    assert points(report) == {"1.1": 10, "2.1": 0}
+    assert "adapt(2) should be 2² + 1 = 5" in report.results[1].tests[0].message
+
+
+def test_a_skipped_test_neither_earns_nor_costs(two_course, monkeypatch):
+    src, _, _ = two_course
+    monkeypatch.delenv("TOY_DATA", raising=False)
+    skipped = grade(src, TWO, reference=src)
+    result = skipped.results[1]
+    assert (result.num_passed, result.num_tests, result.num_skipped, result.points_earned) == (2, 2, 1, 20)
+    monkeypatch.setenv("TOY_DATA", "1")
+    ran = grade(src, TWO, reference=src).results[1]
+    assert (ran.num_passed, ran.num_tests, ran.num_skipped, ran.points_earned) == (3, 3, 0, 20)
+
+
+def test_check_puts_the_verdict_first_and_tells_waiting_from_failing(two_course, tmp_path, capsys, monkeypatch):
+    src, student, _ = two_course
+    monkeypatch.delenv("MAMLKIT_DATA", raising=False)
+    monkeypatch.delenv("TOY_DATA", raising=False)
+    only_2_1 = tmp_path / "s"
+    shutil.copytree(student, only_2_1)
+    solve(only_2_1, src, TWO[1])
+    assert check_exercise("2.1", root=only_2_1, exercises=TWO) is False
+    out = capsys.readouterr().out
+    # Its only runnable test waits for 1.1: nothing passes yet, nothing fails either.
+    assert out.startswith("✗ Exercise 2.1 (the toy inner loop `adapt`): your tests: 0 of 0 pass; "
+                          "1 more wait for Exercise 1.1; 1 skipped.\n")
+    assert "MAMLKIT_DATA is not set" in out and "✗ 1." not in out
+    solve(only_2_1, src, TWO[0])
+    assert check_exercise("2.1", root=only_2_1, exercises=TWO) is True
+    assert capsys.readouterr().out.startswith("✓ Exercise 2.1 (the toy inner loop `adapt`): your tests: 1 of 1 pass; 1 skipped.")
+    with pytest.raises(FileNotFoundError, match="--root path/to/course"):
+        check_exercise("2.1", root=tmp_path / "nowhere", exercises=TWO)
+
+
+def test_the_student_readme_and_classroom_workflow(two_course):
+    _, student, _ = two_course
+    readme = (student / "README.md").read_text(encoding="utf-8")
+    assert "instructor" not in readme.lower() and "Toy course" not in readme
+    for command in ("build-student", "verify", "gradescope", "classroom grade", "--reference"):
+        assert command not in readme, f"the student README mentions the instructor command {command!r}"
+    assert "| 2.1 | the toy inner loop `adapt` | 20 | `mamlkit/loop.py` | `notebooks/01_toy.ipynb` |" in readme
+    assert "python -m mamlkit.classroom check 1.1" in readme and "MAMLKIT_DATA" in readme
+    workflow = (student / ".github/workflows/classroom.yml").read_text(encoding="utf-8")
+    assert workflow.count("classroom-resources/autograding-command-grader@v1") == 2
+    assert "max-score: 20" in workflow and "runners: ex1_1,ex2_1" in workflow
+    assert 'EX2_1_RESULTS: "${{ steps.ex2_1.outputs.result }}"' in workflow
+
+
+def test_gradescope_autograder_grades_reference_edition_and_one_exercise(two_course, tmp_path, monkeypatch):
+    import os
+    import zipfile
+
+    from mamlkit.classroom.gradescope import build_autograder_zip
+
+    src, student, _ = two_course
+    monkeypatch.delenv("TOY_DATA", raising=False)
+    zip_path = build_autograder_zip(src, tmp_path / "zips/autograder.zip", TWO)
+    assert build_autograder_zip(src, tmp_path / "zips2/autograder.zip", TWO).read_bytes() == zip_path.read_bytes()
+    only_2_1 = tmp_path / "only_2_1"
+    shutil.copytree(student, only_2_1)
+    solve(only_2_1, src, TWO[1])
+
+    def run_autograder(submission: Path) -> dict:
+        root = tmp_path / f"autograder_{submission.name}"
+        with zipfile.ZipFile(zip_path) as zf:
+            zf.extractall(root / "source")
+        assert not (root / "source/source").exists()
+        shutil.move(root / "source/run_autograder", root / "run_autograder")
+        shutil.copytree(submission, root / "submission")
+        env = {**os.environ, "AUTOGRADER_ROOT": str(root),
+               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+        done = subprocess.run(["bash", str(root / "run_autograder")], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return json.loads((root / "results/results.json").read_text(encoding="utf-8"))
+
+    full = run_autograder(src)
+    assert full["score"] == 30 and [t["score"] for t in full["tests"]] == [10, 20]
+    assert [(t["name"], t["max_score"], t["visibility"]) for t in full["tests"]] == [
+        ("Exercise 1.1: squares", 10, "visible"), ("Exercise 2.1: the toy inner loop `adapt`", 20, "visible")]
+    assert "Hidden tests: 1 of 1 pass." in full["tests"][1]["output"]
+    assert "test_adapt_negative" not in json.dumps(full), "hidden tests are counted, not named"
+    assert run_autograder(student)["score"] == 0
+    one = run_autograder(only_2_1)
+    assert one["score"] == 20 and [t["score"] for t in one["tests"]] == [0, 20]

@@ -4,8 +4,9 @@ Commands:
     build-student OUT   write the student edition of the repository into OUT
     verify              check that each exercise's tests pass with the solution and fail at
                         its stub, and that all other tests pass in the student edition
-    grade               run the exercises' tests and print the points (``--json`` to save)
+    grade               grade a submission, each exercise on its own (``--json`` to save)
     check ID            run one exercise's tests, as ``check_exercise`` does in a notebook
+    gradescope OUT.zip  write the Gradescope autograder zip
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 
 from .exercises import EXERCISES
-from .grade import POLICIES, GradingError, grade, verify_exercise_tests
+from .grade import POLICIES, GradingError, default_reference, grade, verify_exercise_tests
 from .hints import check_exercise
 from .student import BuildError, build_student_edition, find_leaks
 
@@ -56,9 +57,16 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
+    reference = None if args.no_reference else (args.reference or default_reference())
+    if reference is None:
+        print(
+            "warning: no reference solutions (pass --reference, the instructor edition), so exercises "
+            "are not graded on their own: a test that stops at another exercise's stub does not pass",
+            file=sys.stderr,
+        )
     try:
-        tests = str(args.tests.resolve()) if args.tests is not None else "tests"
-        report = grade(args.root, tests_dir=tests, policy=args.policy, timeout=args.timeout)
+        tests = str(args.tests.resolve()) if args.tests is not None else None
+        report = grade(args.root, tests_dir=tests, policy=args.policy, timeout=args.timeout, reference=reference)
     except GradingError as err:
         print(err, file=sys.stderr)
         return 1
@@ -70,6 +78,18 @@ def _grade(args: argparse.Namespace) -> int:
         text = json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
         args.json.write_text(text, encoding="utf-8")
         print(f"Wrote {args.json}")
+    return 0
+
+
+def _gradescope(args: argparse.Namespace) -> int:
+    from .gradescope import build_autograder_zip
+
+    try:
+        path = build_autograder_zip(args.src, args.out)
+    except GradingError as err:
+        print(err, file=sys.stderr)
+        return 1
+    print(f"Wrote {path}: upload it as the autograder of a Gradescope programming assignment.")
     return 0
 
 
@@ -105,11 +125,25 @@ def main(argv: list[str] | None = None) -> int:
         "--tests", type=Path, default=None,
         help="the tests to run (default: ROOT/tests); point it at the course's copy, so edited tests do not count",
     )
+    grade_.add_argument(
+        "--reference", type=Path, default=None,
+        help="the instructor edition, whose solutions the other exercises run while one is graded "
+        "(default: the repository of this mamlkit, when it holds the solutions)",
+    )
+    grade_.add_argument(
+        "--no-reference", action="store_true",
+        help="grade without reference solutions: one run, tests that reach another exercise's stub wait",
+    )
     grade_.add_argument("--json", type=Path, default=None, help="also write the grade as JSON here")
     grade_.add_argument("--policy", choices=POLICIES, default=POLICIES[0], help="how tests become points")
     grade_.add_argument("--timeout", type=float, default=None, help="seconds allowed for the test run")
     grade_.add_argument("-v", "--verbose", action="store_true", help="also print pytest's output")
     grade_.set_defaults(run=_grade)
+
+    gradescope = commands.add_parser("gradescope", help="write the Gradescope autograder zip")
+    gradescope.add_argument("out", type=Path, help="the zip to write, e.g. autograder.zip")
+    gradescope.add_argument("--src", type=Path, default=Path.cwd(), help="the instructor edition (default: .)")
+    gradescope.set_defaults(run=_gradescope)
 
     check = commands.add_parser("check", help="run one exercise's tests")
     check.add_argument("exercise", help="e.g. 2.1")

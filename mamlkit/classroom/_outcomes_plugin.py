@@ -4,8 +4,12 @@ The grader copies this file into a temporary folder and loads it with ``-p``, so
 any repository being graded, whichever ``mamlkit`` that repository contains. It writes JSON to
 the path in the environment variable ``MAMLKIT_OUTCOMES``::
 
-    {"tests": [{"nodeid": ..., "markers": [...], "outcome": ..., "message": ...}, ...],
+    {"tests": [{"nodeid": ..., "markers": [...], "outcome": ..., "message": ..., "detail": ...}, ...],
      "collection_errors": [{"nodeid": ..., "message": ...}, ...]}
+
+``message`` is the whole message of the failure (an assertion's text, with pytest's
+explanation of the values compared); ``detail`` is pytest's short traceback, for the failures
+whose message alone does not say where they happened.
 
 ``outcome`` is one of ``passed``, ``failed``, ``error`` (in setup or teardown), ``skipped``,
 ``xfailed`` or ``not run`` (the session stopped before the test ran).
@@ -23,10 +27,10 @@ _collection_errors: list[dict] = []
 
 
 def _message(report) -> str:
-    """The one line a learner needs: the assertion or exception message of a failure."""
+    """What a learner needs first: the whole assertion or exception message of a failure."""
     crash = getattr(report.longrepr, "reprcrash", None)
     if crash is not None:
-        return crash.message.strip().splitlines()[0] if crash.message.strip() else ""
+        return crash.message.strip()
     if isinstance(report.longrepr, tuple):  # a skip: (file, line, reason)
         return str(report.longrepr[-1])
     lines = str(report.longrepr or "").strip().splitlines()
@@ -41,6 +45,7 @@ def pytest_collection_finish(session) -> None:
             "markers": sorted({mark.name for mark in item.iter_markers()}),
             "outcome": "not run",
             "message": "",
+            "detail": "",
         }
 
 
@@ -64,6 +69,9 @@ def pytest_runtest_logreport(report) -> None:
         test["outcome"] = "error"  # the test passed but its teardown failed
     if (report.failed or report.skipped) and not test["message"]:
         test["message"] = _message(report)
+        if report.failed:
+            lines = report.longreprtext.strip().splitlines()
+            test["detail"] = "\n".join(lines[-40:])
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:

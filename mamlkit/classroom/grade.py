@@ -1,9 +1,17 @@
-"""Grade a repository: run the exercises' tests once and turn their outcomes into points.
+"""Grade a repository: run each exercise's tests and turn their outcomes into points.
 
 Each test belongs to the exercises whose markers it carries (``@pytest.mark.ex2_1`` belongs to
-Exercise 2.1). :func:`grade` runs pytest once, in a subprocess, on the ``tests/`` folder of the
-repository being graded, with ``-m "ex1_1 or ex1_2 or ..."``; a small plugin
-(``_outcomes_plugin.py``) records each test's markers and outcome.
+Exercise 2.1). A small plugin (``_outcomes_plugin.py``) records each test's markers, outcome
+and message; pytest runs in a subprocess, on only the test files that carry the markers wanted.
+
+**Each exercise on its own.** Given the instructor edition as ``reference``, :func:`grade` runs
+an exercise's tests on a copy of the submission in which every *other* exercise's functions are
+the reference solution (:mod:`.reference`): a learner who solved 4.2 but not 3.2 earns 4.2's
+points, although some of 4.2's tests run through 3.2's code. Exercises whose copies would run
+the same code share one pytest run. The tests come from the reference too (``tests_dir``), so
+tests the instructor marked ``@pytest.mark.hidden`` (absent from the student edition) are run,
+and the report names them. Without a reference, one run grades everything, and a test that
+stops at another exercise's stub is *waiting*: it does not pass.
 
 Scoring policy, chosen per call:
 
@@ -12,10 +20,13 @@ Scoring policy, chosen per call:
   values, gradients); code that passes half of them is not half correct.
 - ``"proportional"``: points × (tests passed / tests), for partial credit.
 
-A test that is skipped, errors, or was never run counts as not passed; an exercise with no
-tests earns nothing (the table says "no tests"), so a broken test file cannot go unnoticed.
+A test skipped for want of something outside the course (the Omniglot data) neither earns nor
+costs credit: it leaves the count. An exercise all of whose tests were skipped is *not graded*
+and leaves the points possible too; the report warns. A test that fails, errors, waits or was
+never run counts as not passed; an exercise with no tests earns nothing (the table says
+"no tests"), so a broken test file cannot go unnoticed.
 
-Run it as ``python -m mamlkit.classroom grade [--root DIR] [--tests DIR] [--json PATH]``.
+Run it as ``python -m mamlkit.classroom grade [--root DIR] [--reference DIR] [--json PATH]``.
 """
 
 from __future__ import annotations
@@ -33,15 +44,20 @@ from pathlib import Path
 from .exercises import EXERCISES, Exercise, exercise_id_from_marker, marker_expression, marker_name
 
 __all__ = [
+    "HIDDEN_MARKER",
     "POLICIES",
     "ExerciseResult",
     "GradeReport",
     "GradingError",
     "TestOutcome",
+    "check_isolated_grading",
     "check_student_tests",
+    "classify",
+    "data_warning",
     "grade",
     "run_exercise_tests",
     "run_tests",
+    "test_files_with_markers",
     "verify_exercise_tests",
 ]
 
@@ -50,31 +66,69 @@ _POLICY_RULES = {
     "all-or-nothing": "an exercise earns its points only when all of its tests pass",
     "proportional": "an exercise earns its points times the fraction of its tests that pass",
 }
+#: The marker of tests the student edition leaves out and the grader runs.
+HIDDEN_MARKER = "hidden"
 
 _PLUGIN_SOURCE = Path(__file__).with_name("_outcomes_plugin.py")
 _PLUGIN_MODULE = "mamlkit_grading_outcomes"  # the name it is loaded under, via -p
 _OUTCOMES_ENV = "MAMLKIT_OUTCOMES"
-# How the outcomes plugin reports a stub's error: "NotImplementedError: Exercise 2.1: ...".
-_STUB_FAILURE = re.compile(r"^NotImplementedError: Exercise (?P<id>\d+\.\d+):")
+# How the outcomes plugin reports a stub's error: "NotImplementedError: Exercise 2.1: ...", at
+# the start of the message or, for an error raised in a worker process, inside it.
+_STUB_FAILURE = re.compile(r"(?:^|\n|: )NotImplementedError: Exercise (?P<id>\d+\.\d+):")
 
 
 class GradingError(RuntimeError):
     """pytest could not run the tests at all (usage error, internal error, timeout)."""
 
 
+def data_warning(env: dict[str, str] | None = None) -> str | None:
+    """A warning when ``MAMLKIT_DATA`` is unset, so the tests on real Omniglot images skip."""
+    env = os.environ if env is None else env
+    if env.get("MAMLKIT_DATA"):
+        return None
+    return (
+        "MAMLKIT_DATA is not set, so the tests that need the Omniglot images are skipped; they "
+        "neither earn nor cost credit. Set it to the data folder to run them "
+        "(export MAMLKIT_DATA=/path/to/omniglot)."
+    )
+
+
+def _stub_exercise(message: str) -> str | None:
+    """The exercise id if ``message`` is a stub's ``NotImplementedError: Exercise 2.1: ...``."""
+    matches = list(_STUB_FAILURE.finditer(message))
+    return matches[-1]["id"] if matches else None
+
+
+def classify(outcome: str, message: str, own_ids: tuple[str, ...] | list[str]) -> str:
+    """``"waiting"`` for a failure at the stub of an exercise other than ``own_ids``; else ``outcome``."""
+    if outcome in ("failed", "error"):
+        stub_of = _stub_exercise(message)
+        if stub_of is not None and stub_of not in own_ids:
+            return "waiting"
+    return outcome
+
+
 @dataclass(frozen=True)
 class TestOutcome:
-    """The outcome of one test: ``passed``, ``failed``, ``error``, ``skipped``, ``xfailed`` or ``not run``."""
+    """One test's outcome: ``passed``, ``failed``, ``error``, ``skipped``, ``xfailed``, ``not run``,
+    or ``waiting`` (it stopped at the stub of another exercise, not yet done)."""
 
     __test__ = False  # not a test class, despite its name
 
     nodeid: str
     outcome: str
     message: str = ""
+    hidden: bool = False
+    detail: str = ""
 
     @property
     def passed(self) -> bool:
         return self.outcome == "passed"
+
+    @property
+    def waiting_for(self) -> str | None:
+        """The exercise whose stub this test stopped at, when it is waiting."""
+        return _stub_exercise(self.message) if self.outcome == "waiting" else None
 
 
 @dataclass
@@ -84,6 +138,12 @@ class ExerciseResult:
     exercise: Exercise
     tests: list[TestOutcome]
     points_earned: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def counted(self) -> list[TestOutcome]:
+        """The tests that count: all but the skipped ones."""
+        return [t for t in self.tests if t.outcome != "skipped"]
 
     @property
     def num_passed(self) -> int:
@@ -91,16 +151,34 @@ class ExerciseResult:
 
     @property
     def num_tests(self) -> int:
-        return len(self.tests)
+        return len(self.counted)
+
+    @property
+    def num_skipped(self) -> int:
+        return len(self.tests) - len(self.counted)
+
+    @property
+    def graded(self) -> bool:
+        """False when every test was skipped: then the exercise neither earns nor costs."""
+        return not (self.tests and not self.counted)
+
+    @property
+    def points_possible(self) -> int:
+        return self.exercise.points if self.graded else 0
+
+    @property
+    def hidden_tests(self) -> list[TestOutcome]:
+        return [t for t in self.tests if t.hidden]
 
 
 def _points(exercise: Exercise, tests: list[TestOutcome], policy: str) -> float:
-    if not tests:
+    counted = [t for t in tests if t.outcome != "skipped"]
+    if not counted:
         return 0
-    passed = sum(t.passed for t in tests)
+    passed = sum(t.passed for t in counted)
     if policy == "all-or-nothing":
-        return exercise.points if passed == len(tests) else 0
-    return round(exercise.points * passed / len(tests), 2)
+        return exercise.points if passed == len(counted) else 0
+    return round(exercise.points * passed / len(counted), 2)
 
 
 def _fmt(points: float) -> str:
@@ -108,6 +186,7 @@ def _fmt(points: float) -> str:
 
 
 def _shorten(text: str, width: int) -> str:
+    text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -120,6 +199,8 @@ class GradeReport:
     collection_errors: list[dict] = field(default_factory=list)
     pytest_exit_code: int = 0
     pytest_output: str = ""
+    isolated: bool = False
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def points_earned(self) -> float:
@@ -127,57 +208,103 @@ class GradeReport:
 
     @property
     def points_possible(self) -> int:
-        return sum(r.exercise.points for r in self.results)
+        return sum(r.points_possible for r in self.results)
+
+    @property
+    def hidden_tests(self) -> list[str]:
+        """The node ids of the tests that the student edition does not contain."""
+        return sorted({t.nodeid for r in self.results for t in r.hidden_tests})
 
     def table(self) -> str:
         """The grade as a plain-text table, followed by the failing tests and their messages."""
         title_width = 46
-        lines = [f"{'Exercise':<9} {'Title':<{title_width}} {'Tests':>7} {'Points':>9}"]
+        lines = [f"{'Exercise':<9} {'Title':<{title_width}} {'Tests':>9} {'Points':>9}"]
         for r in self.results:
-            tests = f"{r.num_passed}/{r.num_tests}" if r.tests else "no tests"
-            points = f"{_fmt(r.points_earned)}/{r.exercise.points}"
+            if not r.tests:
+                tests = "no tests"
+            elif not r.graded:
+                tests = "skipped"
+            else:
+                tests = f"{r.num_passed}/{r.num_tests}"
+            points = f"{_fmt(r.points_earned)}/{r.points_possible}"
             lines.append(
                 f"{r.exercise.id:<9} {_shorten(r.exercise.title, title_width):<{title_width}} "
-                f"{tests:>7} {points:>9}"
+                f"{tests:>9} {points:>9}"
             )
         total = f"{_fmt(self.points_earned)}/{self.points_possible}"
-        lines.append(f"{'Total':<9} {'':<{title_width}} {'':>7} {total:>9}")
+        lines.append(f"{'Total':<9} {'':<{title_width}} {'':>9} {total:>9}")
         lines.append(f"Policy: {self.policy} ({_POLICY_RULES[self.policy]}).")
-        failing = [(r.exercise, t) for r in self.results for t in r.tests if not t.passed]
+        if self.isolated:
+            lines.append("Each exercise was graded on its own: the others ran the reference solution.")
+        hidden = self.hidden_tests
+        if hidden:
+            lines.append(f"Hidden tests (not in the student edition): {len(hidden)}")
+            lines += [f"  {nodeid}" for nodeid in hidden]
+        failing = [(r.exercise, t) for r in self.results for t in r.tests if t.outcome not in ("passed", "skipped")]
         if failing:
             lines.append("Tests not passed:")
             lines += [
                 f"  {e.id}  {t.nodeid}: {t.outcome}" + (f" - {_shorten(t.message, 100)}" if t.message else "")
                 for e, t in failing
             ]
+        for r in self.results:
+            lines += [f"Note ({r.exercise.label}): {note}" for note in r.notes]
+            if r.tests and not r.graded:
+                lines.append(f"Note: {r.exercise.label} is not graded: all {len(r.tests)} of its tests were skipped.")
         for error in self.collection_errors:
             lines.append(f"Could not collect {error['nodeid']}: {_shorten(error['message'], 100)}")
+        lines += [f"Warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
         """A JSON-ready summary for a grading system (see the CLI's ``--json``)."""
         return {
             "policy": self.policy,
+            "isolated": self.isolated,
             "points_earned": self.points_earned,
             "points_possible": self.points_possible,
+            "hidden_tests": self.hidden_tests,
             "exercises": [
                 {
                     "id": r.exercise.id,
                     "title": r.exercise.title,
                     "marker": r.exercise.marker,
+                    "graded": r.graded,
                     "points_earned": r.points_earned,
-                    "points_possible": r.exercise.points,
+                    "points_possible": r.points_possible,
                     "tests_passed": r.num_passed,
                     "tests_total": r.num_tests,
+                    "tests_skipped": r.num_skipped,
+                    "notes": r.notes,
                     "tests": [
-                        {"nodeid": t.nodeid, "outcome": t.outcome, "message": t.message} for t in r.tests
+                        {"nodeid": t.nodeid, "outcome": t.outcome, "message": t.message, "hidden": t.hidden}
+                        for t in r.tests
                     ],
                 }
                 for r in self.results
             ],
             "collection_errors": self.collection_errors,
+            "warnings": self.warnings,
             "pytest_exit_code": self.pytest_exit_code,
         }
+
+
+def test_files_with_markers(tests: Path, markers: list[str]) -> list[Path]:
+    """The test files under ``tests`` whose text names one of ``markers`` (``mark.ex2_1``).
+
+    Collecting only these, rather than the whole folder, spares importing every other test module.
+    """
+    pattern = re.compile(r"\bmark\.(?:" + "|".join(re.escape(m) for m in markers) + r")\b")
+    files = []
+    for path in sorted(tests.rglob("test_*.py")) + sorted(tests.rglob("*_test.py")):
+        if "__pycache__" in path.parts:
+            continue
+        try:
+            if pattern.search(path.read_text(encoding="utf-8")):
+                files.append(path)
+        except (OSError, UnicodeDecodeError):
+            files.append(path)  # let pytest report it
+    return files
 
 
 def run_tests(
@@ -186,6 +313,7 @@ def run_tests(
     tests_dir: str = "tests",
     markexpr: str | None = None,
     ignore: tuple[str, ...] = (),
+    only_files_with: list[str] | None = None,
     timeout: float | None = None,
     env: dict[str, str] | None = None,
 ) -> tuple[dict, int, str]:
@@ -200,6 +328,7 @@ def run_tests(
         tests_dir: the tests folder, relative to ``root``, or an absolute path.
         markexpr: a pytest ``-m`` expression selecting the tests to run; ``None`` runs them all.
         ignore: test files or folders, relative to ``root``, not to collect (``--ignore``).
+        only_files_with: collect only the test files that name one of these markers.
         timeout: seconds before the run is abandoned; ``None`` waits.
         env: the subprocess's environment (default: this process's).
 
@@ -210,10 +339,13 @@ def run_tests(
     Raises:
         GradingError: pytest did not get as far as reporting outcomes, or ran past ``timeout``.
     """
-    root = Path(root).resolve()
+    root = Path(root).absolute()
     tests = root / tests_dir  # an absolute tests_dir stays as it is
     if not tests.is_dir():
         raise GradingError(f"no tests folder {tests} to run")
+    targets = [tests] if only_files_with is None else test_files_with_markers(tests, only_files_with)
+    if not targets:
+        return {"tests": [], "collection_errors": []}, 5, "no test file names the markers"
     with tempfile.TemporaryDirectory(prefix="mamlkit-grade-") as tmp:
         shutil.copyfile(_PLUGIN_SOURCE, Path(tmp) / f"{_PLUGIN_MODULE}.py")
         outcomes_path = Path(tmp) / "outcomes.json"
@@ -224,7 +356,7 @@ def run_tests(
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         env[_OUTCOMES_ENV] = str(outcomes_path)
         command = [
-            sys.executable, "-m", "pytest", str(tests),
+            sys.executable, "-m", "pytest", *map(str, targets),
             *(["-m", markexpr] if markexpr is not None else []),
             *(f"--ignore={root / path}" for path in ignore),
             "-p", _PLUGIN_MODULE,
@@ -233,8 +365,10 @@ def run_tests(
             # nbval, whose import alone takes seconds.
             "-o", "addopts=",
             "-p", "no:nbval",
-            "--rootdir", str(root),
+            # Node ids relative to the tests' repository: "tests/test_x.py::test_y".
+            "--rootdir", str(tests.parent),
             "--continue-on-collection-errors",
+            "--tb=short",
             "-q", "-rN",
         ]
         try:
@@ -257,58 +391,129 @@ def run_exercise_tests(
     *,
     tests_dir: str = "tests",
     timeout: float | None = None,
+    env: dict[str, str] | None = None,
 ) -> tuple[dict, int, str]:
-    """Run the tests of ``exercises`` in the repository at ``root``: :func:`run_tests` with ``-m``.
+    """Run the tests of ``exercises`` in the repository at ``root``: :func:`run_tests` with ``-m``,
+    collecting only the test files that carry their markers.
 
     Raises:
         GradingError: no exercises, or pytest did not get as far as reporting outcomes.
     """
     if not exercises:
         raise GradingError("no exercises to grade")
-    return run_tests(root, tests_dir=tests_dir, markexpr=marker_expression(exercises), timeout=timeout)
+    return run_tests(
+        root, tests_dir=tests_dir, markexpr=marker_expression(exercises),
+        only_files_with=[e.marker for e in exercises], timeout=timeout, env=env,
+    )
+
+
+def _outcomes_for(record: dict, exercise: Exercise) -> list[TestOutcome]:
+    outcomes = []
+    for test in record["tests"]:
+        if exercise.marker not in test["markers"]:
+            continue
+        own = [i for i in map(exercise_id_from_marker, test["markers"]) if i]
+        outcomes.append(
+            TestOutcome(
+                test["nodeid"],
+                classify(test["outcome"], test.get("message", ""), own),
+                test.get("message", ""),
+                HIDDEN_MARKER in test["markers"],
+                test.get("detail", ""),
+            )
+        )
+    return outcomes
+
+
+def default_reference() -> Path | None:
+    """The instructor edition that holds this ``mamlkit``, if it has solution regions; else ``None``."""
+    from .student import BEGIN_MARKER
+
+    root = Path(__file__).resolve().parents[2]
+    for exercise in EXERCISES:
+        path = root / (exercise.module or exercise.notebook)
+        if path.is_file() and BEGIN_MARKER in path.read_text(encoding="utf-8"):
+            return root
+    return None
 
 
 def grade(
     root: str | os.PathLike = ".",
     exercises: tuple[Exercise, ...] = EXERCISES,
     *,
-    tests_dir: str = "tests",
+    tests_dir: str | None = None,
     policy: str = "all-or-nothing",
     timeout: float | None = None,
+    reference: str | os.PathLike | None = None,
+    env: dict[str, str] | None = None,
 ) -> GradeReport:
     """Run the exercises' tests of the repository at ``root`` and score them.
 
     Args:
         root: the repository to grade (a student's submission, or the instructor edition).
         exercises: the registry; each exercise's tests are those carrying its marker.
-        tests_dir: the tests folder, relative to ``root``, or an absolute path: pass the
-            course's own copy of the tests so that a submission's edited tests do not count.
+        tests_dir: the tests folder, relative to ``root``, or an absolute path. Default: the
+            reference's ``tests`` when a reference is given (the course's copy, hidden tests
+            included, so a submission's edited tests do not count), else ``root``'s.
         policy: ``"all-or-nothing"`` or ``"proportional"`` (see the module docstring).
-        timeout: seconds before the whole test run is abandoned; ``None`` waits.
+        timeout: seconds allowed for each pytest run; ``None`` waits.
+        reference: the instructor edition. With it each exercise is graded on its own, every
+            other exercise running the reference solution; without it, one run grades all.
+        env: the test runs' environment (default: this process's).
 
     Returns:
         A :class:`GradeReport`; ``report.table()`` prints it, ``report.to_dict()`` serialises it.
+
+    Raises:
+        ValueError: an unknown ``policy``.
+        GradingError: pytest could not run, or the reference's solutions cannot be swapped in.
     """
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
-    record, exit_code, output = run_exercise_tests(root, exercises, tests_dir=tests_dir, timeout=timeout)
-    by_exercise: dict[str, list[TestOutcome]] = {e.id: [] for e in exercises}
-    for test in record["tests"]:
-        outcome = TestOutcome(test["nodeid"], test["outcome"], test.get("message", ""))
-        for marker in test["markers"]:
-            exercise_id = exercise_id_from_marker(marker)
-            if exercise_id in by_exercise:
-                by_exercise[exercise_id].append(outcome)
-    results = [
-        ExerciseResult(e, by_exercise[e.id], _points(e, by_exercise[e.id], policy)) for e in exercises
-    ]
-    return GradeReport(results, policy, record["collection_errors"], exit_code, output)
+    if not exercises:
+        raise GradingError("no exercises to grade")
+    if tests_dir is None:
+        tests_dir = str(Path(reference).absolute() / "tests") if reference is not None else "tests"
+    warnings = [w for w in [data_warning(env)] if w]
+    records: list[tuple[tuple[Exercise, ...], dict, list[str]]] = []
+    exit_code, outputs = 0, []
+    if reference is None:
+        record, exit_code, output = run_exercise_tests(root, exercises, tests_dir=tests_dir, timeout=timeout, env=env)
+        records.append((exercises, record, []))
+        outputs.append(output)
+    else:
+        from .reference import IsolationError, build_composite, plan_composite, reference_functions
 
-
-def _stub_exercise(message: str) -> str | None:
-    """The exercise id if ``message`` is a stub's ``NotImplementedError: Exercise 2.1: ...``."""
-    match = _STUB_FAILURE.match(message)
-    return match["id"] if match else None
+        try:
+            references = reference_functions(reference, exercises)
+        except (IsolationError, SyntaxError, FileNotFoundError) as err:
+            raise GradingError(f"the reference solutions cannot be used: {err}") from None
+        groups: dict[str, list] = {}
+        for exercise in exercises:
+            composite = plan_composite(root, exercise, references, reference)
+            groups.setdefault(composite.key(), []).append((exercise, composite))
+        for members in groups.values():
+            group = tuple(exercise for exercise, _ in members)
+            with tempfile.TemporaryDirectory(prefix="mamlkit-composite-") as tmp:
+                tree = build_composite(root, members[0][1], Path(tmp) / "submission")
+                record, code, output = run_exercise_tests(tree, group, tests_dir=tests_dir, timeout=timeout, env=env)
+            records.append((group, record, members[0][1].notes))
+            exit_code = max(exit_code, code)
+            outputs.append(output)
+    results, collection_errors = [], []
+    for group, record, notes in records:
+        for error in record["collection_errors"]:
+            if error not in collection_errors:
+                collection_errors.append(error)
+        for exercise in group:
+            tests = _outcomes_for(record, exercise)
+            results.append(ExerciseResult(exercise, tests, _points(exercise, tests, policy), list(notes)))
+    order = {e.id: i for i, e in enumerate(exercises)}
+    results.sort(key=lambda r: order[r.exercise.id])
+    return GradeReport(
+        results, policy, collection_errors, exit_code, "\n".join(outputs),
+        isolated=reference is not None, warnings=warnings,
+    )
 
 
 def check_student_tests(
@@ -346,8 +551,9 @@ def check_student_tests(
     ]
     for test in record["tests"]:
         ids = [markers[m].id for m in test["markers"] if m in markers]
-        nodeid, outcome, message = test["nodeid"], test["outcome"], test["message"]
-        stub_of = _stub_exercise(message) if outcome in ("failed", "error") else None
+        nodeid, outcome = test["nodeid"], test["outcome"]
+        message = test["message"].splitlines()[0] if test["message"] else ""
+        stub_of = _stub_exercise(test["message"]) if outcome in ("failed", "error") else None
         if not ids:
             if outcome in ("passed", "skipped", "xfailed"):
                 continue
@@ -407,6 +613,7 @@ def verify_exercise_tests(
         build_student_edition(src_root, student, exercises=exercises)
         solved = grade(src_root, exercises, tests_dir=tests_dir, timeout=timeout)
         student_problems, _ = check_student_tests(student, exercises, tests_dir=tests_dir, timeout=timeout)
+        student_problems += check_isolated_grading(student, src_root, exercises, timeout=timeout)
     problems = [f"could not collect {e['nodeid']}: {e['message']}" for e in solved.collection_errors]
     for result in solved.results:
         problems += [
@@ -416,3 +623,51 @@ def verify_exercise_tests(
             if not t.passed
         ]
     return problems + student_problems
+
+
+def check_isolated_grading(
+    student_root: str | os.PathLike,
+    reference: str | os.PathLike,
+    exercises: tuple[Exercise, ...] = EXERCISES,
+    *,
+    timeout: float | None = None,
+    env: dict[str, str] | None = None,
+) -> list[str]:
+    """Check that the untouched student edition, graded each exercise on its own, earns nothing.
+
+    With every other exercise running the reference solution, each test of an exercise must
+    stop at *that* exercise's stub: a test that passes would give the exercise's points to a
+    learner who did not write it (it does not really test the exercise), and one that fails
+    otherwise fails for a reason the learner cannot fix. Together with the instructor edition
+    passing every test, this means a submission that solves one exercise alone earns exactly
+    that exercise's points.
+
+    Returns:
+        The problems found, one line each (empty when all is well).
+    """
+    from .reference import check_isolation
+
+    problems = check_isolation(reference, exercises)
+    if problems:
+        return problems
+    report = grade(student_root, exercises, reference=reference, timeout=timeout, env=env)
+    problems = [f"could not collect {e['nodeid']}: {e['message'].splitlines()[0]}" for e in report.collection_errors]
+    for result in report.results:
+        exercise = result.exercise
+        for test in result.tests:
+            if test.outcome in ("skipped", "xfailed"):
+                continue
+            first = test.message.splitlines()[0] if test.message else ""
+            if test.passed:
+                problems.append(
+                    f"{exercise.label}: {test.nodeid} passes when every other exercise is solved and "
+                    f"{exercise.label} is not: it does not test {exercise.label}, so unmark it"
+                )
+            elif _stub_exercise(test.message) != exercise.id:
+                problems.append(
+                    f"{exercise.label}: {test.nodeid} is {test.outcome} when every other exercise is "
+                    f"solved, but not at the stub of {exercise.label}" + (f": {first}" if first else "")
+                )
+        if result.points_earned:
+            problems.append(f"{exercise.label} earns {result.points_earned} points in the untouched edition")
+    return problems

@@ -24,7 +24,8 @@ import traceback
 from pathlib import Path
 
 from .exercises import EXERCISES, Exercise, get_exercise
-from .grade import run_exercise_tests
+from .exercises import exercise_id_from_marker
+from .grade import _stub_exercise, classify, data_warning, run_exercise_tests
 
 __all__ = ["check_exercise", "exercise_hint", "install_exercise_hints"]
 
@@ -106,6 +107,24 @@ def _default_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+def _location_hint(root: Path) -> str:
+    return (
+        f"no tests/ folder in {root}; pass the folder of your copy of the course: "
+        "check_exercise('2.1', root='path/to/course') in a notebook, or "
+        "python -m mamlkit.classroom check 2.1 --root path/to/course"
+    )
+
+
+def _indent(text: str, prefix: str = "      ") -> str:
+    return "\n".join(prefix + line for line in text.splitlines())
+
+
+def _explains_itself(message: str) -> bool:
+    """Whether a failure message says what was expected; a bare ``assert x == y`` does not."""
+    first = message.splitlines()[0] if message else ""
+    return bool(first) and not first.startswith(("assert ", "AssertionError: assert ")) and first != "AssertionError"
+
+
 def check_exercise(
     exercise_id: str,
     *,
@@ -113,10 +132,16 @@ def check_exercise(
     exercises: tuple[Exercise, ...] = EXERCISES,
     timeout: float | None = 600,
 ) -> bool:
-    """Run the tests of one exercise and print a short summary of what passes.
+    """Run the tests of one exercise and print what a learner can act on.
 
-    Equivalent to ``pytest -m ex2_1`` on the repository's ``tests/`` folder, in a subprocess,
-    so the tests see the files as saved now, whatever this kernel has imported.
+    The first line is the verdict: ``✓`` or ``✗``, how many of the exercise's tests pass, and
+    how many *wait* for other exercises (they stop at the stub of an exercise not done yet, so
+    they say nothing about this one until it is). Then each real failure, with its whole
+    message. A test skipped for want of the Omniglot data is neither a pass nor a failure; a
+    warning says how to run it.
+
+    The tests run in a subprocess (``pytest -m ex2_1`` on the test files that carry the
+    marker), so they see the files as saved now, whatever this kernel has imported.
 
     Args:
         exercise_id: ``"2.1"`` (or ``"Exercise 2.1"``, or ``"ex2_1"``).
@@ -125,30 +150,55 @@ def check_exercise(
         timeout: seconds before giving up on the tests.
 
     Returns:
-        ``True`` if the exercise has tests and all of them pass, so a check cell can
-        ``assert check_exercise("2.1")``.
+        ``True`` when no test of the exercise fails and at least one passes (tests that wait
+        for other exercises aside), so a check cell can ``assert check_exercise("2.1")``.
+
+    Raises:
+        ValueError: an unknown exercise.
+        FileNotFoundError: ``root`` has no ``tests/`` folder.
     """
     exercise = get_exercise(exercise_id, exercises)
     root = Path(root) if root is not None else _default_root()
     if not (root / "tests").is_dir():
-        raise FileNotFoundError(
-            f"no tests/ folder in {root}; pass root= the folder of your copy of the course"
-        )
+        raise FileNotFoundError(_location_hint(root))
     record, _, _ = run_exercise_tests(root, (exercise,), timeout=timeout)
-    tests = [t for t in record["tests"] if exercise.marker in t["markers"]]
-    passed = [t for t in tests if t["outcome"] == "passed"]
-    for error in record["collection_errors"]:
-        print(f"✗ could not load {error['nodeid']}: {error['message']}")
+    tests = [
+        (t, classify(t["outcome"], t["message"], [i for i in map(exercise_id_from_marker, t["markers"]) if i]))
+        for t in record["tests"]
+        if exercise.marker in t["markers"]
+    ]
+    passed = [t for t, kind in tests if kind == "passed"]
+    skipped = [t for t, kind in tests if kind == "skipped"]
+    waiting = [t for t, kind in tests if kind == "waiting"]
+    failing = [(t, kind) for t, kind in tests if kind not in ("passed", "skipped", "waiting")]
+    own = len(tests) - len(skipped) - len(waiting)
+    summary = f"{exercise.label} ({exercise.title}): your tests: {len(passed)} of {own} pass"
+    if waiting:
+        ids = sorted({_stub_exercise(t["message"]) for t in waiting}, key=lambda i: tuple(map(int, i.split("."))))
+        summary += f"; {len(waiting)} more wait for Exercise{'s' if len(ids) > 1 else ''} {', '.join(ids)}"
+    if skipped:
+        summary += f"; {len(skipped)} skipped"
+    ok = bool(passed) and not failing and not record["collection_errors"]
+    print(("✓ " if ok else "✗ ") + summary + ".")
     if not tests:
-        print(f"✗ {exercise.label}: no tests found (marker {exercise.marker}).")
-        return False
-    if len(passed) == len(tests):
-        print(f"✓ {exercise.label} ({exercise.title}): all {len(tests)} tests pass.")
-        return True
-    print(f"✗ {exercise.label} ({exercise.title}): {len(passed)} of {len(tests)} tests pass.")
-    for test in tests:
-        if test["outcome"] != "passed":
-            name = test["nodeid"].split("::", 1)[-1]
-            message = f": {test['message']}" if test["message"] else ""
-            print(f"  ✗ {name} ({test['outcome']}){message}")
-    return False
+        print(f"  No tests found for {exercise.label} (marker {exercise.marker}).")
+    for error in record["collection_errors"]:
+        print(f"✗ could not load {error['nodeid']}:\n{_indent(error['message'])}")
+    for number, (test, kind) in enumerate(failing, start=1):
+        name = test["nodeid"].split("::", 1)[-1]
+        print(f"\n✗ {number}. {name} ({kind})")
+        if test["message"]:
+            print(_indent(test["message"]))
+        if not _explains_itself(test["message"]) and test.get("detail"):
+            print("    where it failed:")
+            print(_indent(test["detail"]))
+    if skipped:
+        reasons = sorted({t["message"] for t in skipped if t["message"]})
+        print(f"  {len(skipped)} test(s) skipped, neither passed nor failed" + (f": {'; '.join(reasons)}" if reasons else "."))
+        warning = data_warning()
+        if warning:
+            print(f"  {warning}")
+    if ok and waiting:
+        print(f"  The waiting tests run {exercise.label} together with the exercises they wait for; "
+              "check again when those are done.")
+    return ok

@@ -20,6 +20,7 @@ Run it as ``python -m mamlkit.classroom build-student OUT``.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -42,6 +43,7 @@ __all__ = [
     "build_student_edition",
     "find_leaks",
     "list_source_files",
+    "strip_hidden_tests",
     "stub_notebook",
     "stub_python",
 ]
@@ -51,6 +53,9 @@ END_MARKER = "### END SOLUTION"
 
 #: The registry names the solution-only strings, so the leak check does not search it for them.
 REGISTRY_PATH = "mamlkit/classroom/exercises.py"
+#: Files of the instructor edition that the student edition does not carry (it gets its own
+#: README and workflow instead, see :mod:`.edition_files`).
+INSTRUCTOR_ONLY = (".github/",)
 
 # Directories never copied when the source is not a git repository.
 _SKIP_DIRS = {
@@ -115,6 +120,7 @@ class BuildReport:
     files: list[str] = field(default_factory=list)
     regions: list[Region] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    hidden_tests: list[str] = field(default_factory=list)
 
     def summary(self, exercises: tuple[Exercise, ...] = EXERCISES) -> str:
         """A few lines for the terminal: files written and, per exercise, where its stubs are."""
@@ -125,6 +131,8 @@ class BuildReport:
         for exercise in exercises:
             places = [r.where() for r in self.regions if r.exercise_id == exercise.id]
             lines.append(f"  {exercise.label:<13} {', '.join(places) if places else '-'}")
+        if self.hidden_tests:
+            lines.append(f"  {len(self.hidden_tests)} hidden test(s) left out; the grader runs them.")
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
@@ -351,6 +359,42 @@ def _dump_notebook(nb: dict) -> str:
     return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+_HIDDEN_LINE = re.compile(r"^\s*(@pytest\.mark\.hidden\b|pytestmark\b.*pytest\.mark\.hidden\b)")
+_HIDDEN_DECORATOR = re.compile(r"^pytest\.mark\.hidden\b")
+
+
+def strip_hidden_tests(source: str, path: str = "<tests>") -> tuple[str | None, list[str]]:
+    """The student version of a test file: the tests marked hidden left out.
+
+    A test function or class is hidden when one of its decorators is the ``hidden`` marker of
+    pytest; a whole file is hidden when its module-level ``pytestmark`` includes that marker.
+
+    Returns:
+        The new text (``None`` when the whole file is hidden, ``source`` itself when nothing
+        is), and the names of the hidden tests.
+    """
+    if "mark.hidden" not in source:
+        return source, []
+    try:
+        tree = ast.parse(source, path)
+    except SyntaxError as err:
+        raise MarkerError(f"{path}:{err.lineno}", f"cannot look for hidden tests: {err.msg}") from None
+    spans, names = [], []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "pytestmark" for t in node.targets):
+            if "pytest.mark.hidden" in ast.unparse(node.value):
+                return None, [path]
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if any(_HIDDEN_DECORATOR.match(ast.unparse(d)) for d in node.decorator_list):
+                first = min(d.lineno for d in node.decorator_list)
+                spans.append((first, node.end_lineno))
+                names.append(f"{path}::{node.name}")
+    lines = source.splitlines(keepends=True)
+    for first, last in sorted(spans, reverse=True):
+        del lines[first - 1 : last]
+    return "".join(lines), names
+
+
 # --------------------------------------------------------------------------------------------
 # Building the whole tree
 
@@ -489,6 +533,8 @@ def build_student_edition(
     errors: list[str] = []
     contents: dict[str, bytes] = {}  # transformed files; the rest are copied
     named: dict[str, set[str]] = {}
+    # The maintainers' workflows would run the instructor's checks on the stubs.
+    dropped: set[str] = {rel for rel in files if rel.startswith(INSTRUCTOR_ONLY)}
 
     for rel in files:
         suffix = Path(rel).suffix
@@ -499,8 +545,12 @@ def build_student_edition(
             text = raw.decode("utf-8")
             if suffix == ".py":
                 new_text, regions = stub_python(text, rel, exercises)
-                if regions:
-                    contents[rel] = new_text.encode("utf-8")
+                visible, hidden = strip_hidden_tests(new_text, rel)
+                report.hidden_tests += hidden
+                if visible is None:
+                    dropped.add(rel)
+                elif regions or hidden:
+                    contents[rel] = visible.encode("utf-8")
             else:
                 nb, regions, named[rel] = stub_notebook(json.loads(text), rel, exercises)
                 contents[rel] = _dump_notebook(nb).encode("utf-8")
@@ -517,8 +567,13 @@ def build_student_edition(
 
     if errors:
         raise BuildError(errors)
+    from .edition_files import generated_files  # the student README and the Classroom workflow
+
+    generated = generated_files(exercises)
     _prepare_out_dir(src_root, out_dir, force)
     for rel in files:
+        if rel in dropped or rel in generated:
+            continue
         source, target = src_root / rel, out_dir / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         if rel in contents:
@@ -526,7 +581,11 @@ def build_student_edition(
         else:
             shutil.copyfile(source, target)
         shutil.copymode(source, target)
+    for rel, text in generated.items():
+        (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out_dir / rel).write_text(text, encoding="utf-8")
     _check_against_registry(report, files, named, exercises)
+    report.files = sorted((set(files) - dropped) | set(generated))
     return report
 
 
@@ -603,6 +662,8 @@ def find_leaks(
         for location, line in _source_lines(rel, text):
             if line.lstrip(" \t").startswith((BEGIN_MARKER, END_MARKER)):
                 leaks.append(f"{location}: solution marker left in the student edition")
+            if rel.endswith(".py") and _HIDDEN_LINE.match(line):
+                leaks.append(f"{location}: a hidden test left in the student edition")
             if rel not in exempt:
                 leaks += [
                     f"{location}: {name!r}, which only the solution of {exercise.label} uses"
