@@ -128,10 +128,12 @@ class Conv4(nn.Module):
 
 
 def reset_parameters(model: nn.Module, generator: torch.Generator) -> None:
-    """Re-initialise ``model`` from ``generator``, so that a seed fixes the model exactly.
+    r"""Re-initialise ``model`` from ``generator``, so that a seed fixes the model exactly.
 
-    Weights of convolutions and linear layers: Kaiming-uniform, as PyTorch's default;
-    biases zero; batch-norm scale one and shift zero.
+    Weights of convolutions and linear layers: LeCun-uniform, :math:`U(-\sqrt{3/n}, \sqrt{3/n})`
+    with :math:`n` = fan_in, so variance :math:`1/n` (LeCun et al. 1998, "Efficient BackProp").
+    PyTorch's own default differs: ``kaiming_uniform_(a=√5)``, bound :math:`1/\sqrt{n}`, a third
+    of this variance. Biases zero; batch-norm scale one and shift zero.
     """
     with torch.no_grad():
         for module in model.modules():

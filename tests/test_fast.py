@@ -149,3 +149,17 @@ def test_metrics_before_adaptation_describe_the_same_theta_as_after():
         "the 'before adaptation' loss must be that of θ before this step's update, the θ the "
         "'after adaptation' numbers were adapted from"
     )
+
+
+def test_reset_parameters_is_lecun_uniform_as_its_docstring_says():
+    from mamlkit.models import reset_parameters
+
+    model = Conv4(5, generator=torch.Generator().manual_seed(0))
+    weight = model.blocks[1].conv.weight  # fan_in = 64 · 3 · 3 = 576
+    fan_in = weight[0].numel()
+    assert weight.abs().max() <= (3 / fan_in) ** 0.5
+    assert weight.var().item() == pytest.approx(1 / fan_in, rel=0.05), "LeCun-uniform: variance 1/fan_in"
+    pytorch_default = torch.nn.Conv2d(64, 64, 3).weight
+    assert pytorch_default.var().item() == pytest.approx(1 / (3 * fan_in), rel=0.05), "PyTorch's is a third of it"
+    doc = reset_parameters.__doc__
+    assert "LeCun-uniform" in doc and "1/n" in doc and "as PyTorch's default" not in doc
