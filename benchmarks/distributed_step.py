@@ -63,7 +63,7 @@ def time_steps(args: argparse.Namespace) -> dict:
                              device=args.device, iterations=args.warmup + args.steps)
         tasks = RandomImageTasks(args.n_way, args.k_shot, args.n_query)
         with tempfile.TemporaryDirectory() as run_dir:
-            trainer = Trainer(config, run_dir, {"train": tasks})
+            trainer = Trainer(config, run_dir, {"train": tasks, "val": tasks})
             seconds = []
             for i in range(args.warmup + args.steps):
                 start = time.perf_counter()
@@ -92,9 +92,10 @@ def compare(args: argparse.Namespace) -> list[dict]:
             launcher = ([sys.executable] if processes == 1 else
                         [sys.executable, "-m", "torch.distributed.run", "--standalone",
                          f"--nproc_per_node={processes}"])
-            out = subprocess.run(launcher + [__file__] + passed, env=env, check=True,
-                                 capture_output=True, text=True).stdout
-            result = json.loads(out.strip().splitlines()[-1])
+            run = subprocess.run(launcher + [__file__] + passed, env=env, capture_output=True, text=True)
+            if run.returncode != 0:
+                sys.exit(f"{processes}x{threads} failed:\n{run.stderr}")
+            result = json.loads(run.stdout.strip().splitlines()[-1])
             result["round"] = round_ + 1
             print(json.dumps(result), flush=True)
             results.append(result)

@@ -403,8 +403,9 @@ class Trainer:
                             or stop.requested):
                         self.save_checkpoint()
                     if stop.requested:
-                        bar.write(f"interrupted: saved step {self.iteration} to "
-                                  f"{self.checkpoint_path}; run the same command again to continue")
+                        if distributed.is_main_process():
+                            bar.write(f"interrupted: saved step {self.iteration} to {self.checkpoint_path}; "
+                                      "run the same command again to continue")
                         raise KeyboardInterrupt
         finally:
             bar.close()

@@ -61,15 +61,18 @@ def run_ranks(world_size: int, fn, *args) -> None:
 class RandomImageTasks:
     """Stand-in for ``OmniglotTaskSampler``: ``sample(T, generator)`` draws from ``generator`` only.
 
-    ``kill_at``: the process kills itself (SIGKILL, no clean-up) when asked for that sample.
+    ``kill_at``: when asked for that sample (0-based), the process sends itself ``kill_signal``
+    (SIGKILL: dies without clean-up; SIGINT: Ctrl-C).
     """
 
-    def __init__(self, n_way: int, k_shot: int, n_query: int, kill_at: int | None = None):
-        self.n_way, self.k_shot, self.n_query, self.kill_at, self.calls = n_way, k_shot, n_query, kill_at, 0
+    def __init__(self, n_way: int, k_shot: int, n_query: int, kill_at: int | None = None,
+                 kill_signal: int = signal.SIGKILL):
+        self.n_way, self.k_shot, self.n_query, self.calls = n_way, k_shot, n_query, 0
+        self.kill_at, self.kill_signal = kill_at, kill_signal
 
     def sample(self, meta_batch_size: int, generator: torch.Generator) -> TaskBatch:
         if self.calls == self.kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), self.kill_signal)
         self.calls += 1
         T, N, K, Q = meta_batch_size, self.n_way, self.k_shot, self.n_query
         labels = torch.arange(N)
@@ -87,8 +90,9 @@ def tiny_config(**changes) -> TrainConfig:
     return dataclasses.replace(config, **changes)
 
 
-def make_trainer(config: TrainConfig, run_dir, kill_at: int | None = None) -> Trainer:
-    tasks = lambda kill=None: RandomImageTasks(config.n_way, config.k_shot, config.n_query, kill)  # noqa: E731
+def make_trainer(config: TrainConfig, run_dir, kill_at: int | None = None,
+                 kill_signal: int = signal.SIGKILL) -> Trainer:
+    tasks = lambda kill=None: RandomImageTasks(config.n_way, config.k_shot, config.n_query, kill, kill_signal)  # noqa: E731
     trainer = Trainer(config, run_dir, {"train": tasks(kill_at), "val": tasks()})
     trainer.plot = lambda: None  # the figure is tested with plotting; here it would cost time
     return trainer
@@ -240,3 +244,21 @@ def _raise_on_nan(out):
 def test_a_non_finite_gradient_on_one_rank_stops_every_rank(tmp_path):
     run_ranks(2, _raise_on_nan, str(tmp_path))  # would hang if one rank went on alone
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rank0-raised", "rank1-raised"]
+
+
+def _ctrl_c_on_rank_1(config, run_dir):
+    # Only rank 1 gets Ctrl-C, while sampling step 3; rank 0 must stop after the same step.
+    trainer = make_trainer(config, run_dir, kill_at=2 if distributed.rank() == 1 else None,
+                           kill_signal=signal.SIGINT)
+    try:
+        trainer.train(progress=False)
+    except KeyboardInterrupt:
+        open(f"{run_dir}/rank{distributed.rank()}-stopped-at-{trainer.iteration}", "w").close()
+
+
+def test_ctrl_c_on_one_process_stops_all_after_the_same_step(tmp_path, float64):
+    config = tiny_config(checkpoint_every=10, val_every=10)
+    run_ranks(2, _ctrl_c_on_rank_1, config, tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("rank*")) == ["rank0-stopped-at-3", "rank1-stopped-at-3"]
+    from mamlkit import checkpoints
+    assert checkpoints.load(tmp_path / "checkpoint.pt")["iteration"] == 3
