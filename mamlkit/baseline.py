@@ -10,12 +10,14 @@ fine-tuned on a new task's support set with exactly the inner loop MAML uses,
 :func:`mamlkit.inner_loop.adapt`, with the same α and number of steps, so the comparison
 isolates the one thing that differs: how θ was trained.
 
-The paper fine-tunes the baseline "using an automatically tuned step size": a network
-pretrained this way has far steeper directions than MAML's θ, and MAML's α = 0.01 makes its
-fine-tuning diverge on many tasks. :func:`choose_inner_lr` picks α from a few candidates on
+The paper fine-tunes the baseline "using an automatically tuned step size": MAML's α = 0.01
+makes the pretrained network's fine-tuning overshoot on many tasks. The reason is curvature:
+``notebooks/03_outer_loop.ipynb`` measures the largest eigenvalue of the support loss's Hessian
+(:func:`mamlkit.curvature.top_eigenvalue`) at both θ, and the pretrained one is the steeper, so
+a step that is safe from MAML's θ overshoots from it. :func:`choose_inner_lr` picks α from a few candidates on
 validation tasks, never on the test tasks.
 
-For sine waves the average over tasks of :math:`A\sin(x - \varphi)` is a single smooth bump, and
+For sine waves the average over tasks of :math:`A\sin(x - \psi)` is a single smooth bump, and
 that is roughly what the pretrained network learns; a few gradient steps from there cannot reach
 a particular wave, which is why the paper's baseline stays above 2 in MSE.
 

@@ -28,7 +28,7 @@ import torch
 
 from mamlkit.functional import Params
 
-__all__ = ["hvp", "meta_gradient_parts", "top_eigenvalue"]
+__all__ = ["hvp", "meta_gradient_parts", "second_order_share", "top_eigenvalue"]
 
 LossOfParams = Callable[[Params], torch.Tensor]
 
@@ -143,3 +143,33 @@ def meta_gradient_parts(support_loss_fn: LossOfParams, query_loss_fn: LossOfPara
     ratio = (_dot(correction, correction).sqrt() / _dot(g_q, g_q).sqrt()).item()
     return {"query_grad": g_q, "correction": correction,
             "meta_grad": {n: g_q[n] - correction[n] for n in params}, "ratio": ratio}
+
+
+def second_order_share(model, params: Params, x_support: torch.Tensor, y_support: torch.Tensor,
+                       x_query: torch.Tensor, y_query: torch.Tensor, loss_fn, inner_lr: float,
+                       inner_steps: int) -> float:
+    r"""How far the full meta-gradient is from the first-order one: :math:`\|g - g_{FO}\| / \|g_{FO}\|`.
+
+    :math:`g` differentiates through ``inner_steps`` steps (the product
+    :math:`\prod_s (I - \alpha H_S(\phi_s))` applied to :math:`\nabla L_Q(\phi_n)`), :math:`g_{FO}`
+    treats every inner gradient as a constant (:math:`\nabla L_Q(\phi_n)` itself). For one step the
+    difference is exactly :math:`\alpha H_S g_Q`, the ``ratio`` of :func:`meta_gradient_parts`.
+
+    Args:
+        model: the architecture; x_support, y_support, x_query, y_query: one task.
+        loss_fn, inner_lr, inner_steps: as in :func:`mamlkit.inner_loop.adapt`.
+
+    Returns:
+        The relative difference, a float (0 means first order is exact).
+    """
+    from mamlkit.functional import forward
+    from mamlkit.inner_loop import adapt
+
+    leaves = {n: p.detach().requires_grad_(True) for n, p in params.items()}
+    grads = {}
+    with torch.enable_grad():
+        for first_order in (False, True):
+            adapted = adapt(model, leaves, x_support, y_support, loss_fn, inner_lr, inner_steps, first_order=first_order)
+            loss = loss_fn(forward(model, adapted, x_query), y_query)
+            grads[first_order] = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(leaves.values()))])
+    return ((grads[False] - grads[True]).norm() / grads[True].norm()).item()

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 
 
 def plot_learning_curves(records: Sequence[dict], title: str = "Meta-training"):
-    """Query accuracy during training and validation accuracy against meta-steps.
+    """Query accuracy during training and validation accuracy against outer steps.
 
     Args:
         records: the lines of a run's ``metrics.jsonl`` (``kind`` ``"train"`` or ``"val"``).
@@ -29,7 +29,7 @@ def plot_learning_curves(records: Sequence[dict], title: str = "Meta-training"):
         ci = [100 * r["val_ci95"] for r in val]
         ax.errorbar(steps, acc, yerr=ci, color="C3", marker="o", ms=3, capsize=2,
                     label="validation (new characters)")
-    ax.set_xlabel("meta-step")
+    ax.set_xlabel("outer step")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)

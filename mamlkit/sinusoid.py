@@ -2,9 +2,10 @@ r"""The sine-wave task family of the MAML paper's regression experiments (Finn e
 
 Every task is one sine wave
 
-.. math::  y = A \sin(x - \varphi), \qquad A \sim U[0.1, 5.0], \quad \varphi \sim U[0, \pi],
+.. math::  y = A \sin(x - \psi), \qquad A \sim U[0.1, 5.0], \quad \psi \sim U[0, \pi],
 
-observed at inputs :math:`x \sim U[-5, 5]`. A learner sees ``k_support`` points of a new wave
+observed at inputs :math:`x \sim U[-5, 5]`. (The paper writes φ for the phase; the course keeps φ for
+the adapted parameters.) A learner sees ``k_support`` points of a new wave
 and must predict the rest of it. For evaluation the query set is usually not random points but
 an evenly spaced grid over :math:`[-5, 5]` (:func:`dense_grid`), so that the MSE measures the fit
 of the whole curve.
@@ -34,19 +35,19 @@ __all__ = [
     "sinusoid_sampler",
 ]
 
-#: The ranges of the paper: amplitude A, phase φ, and the inputs x.
+#: The ranges of the paper: amplitude A, phase ψ, and the inputs x.
 AMPLITUDE_RANGE = (0.1, 5.0)
 PHASE_RANGE = (0.0, math.pi)
 X_RANGE = (-5.0, 5.0)
 
 
 def sinusoid(x: torch.Tensor, amplitude: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
-    r""":math:`A \sin(x - \varphi)` for every task at its own inputs.
+    r""":math:`A \sin(x - \psi)` for every task at its own inputs.
 
     Args:
         x: ``(T, N, 1)`` inputs.
         amplitude: ``(T,)`` amplitudes A.
-        phase: ``(T,)`` phases φ.
+        phase: ``(T,)`` phases ψ.
 
     Returns:
         ``(T, N, 1)`` targets.
@@ -68,7 +69,7 @@ class SinusoidTasks:
         batch: the support and query sets, ``x_*`` and ``y_*`` all ``(T, K, 1)``, as every loop
             of the course consumes them.
         amplitude: ``(T,)`` the amplitude A of each task.
-        phase: ``(T,)`` the phase φ of each task.
+        phase: ``(T,)`` the phase ψ of each task.
     """
 
     batch: TaskBatch

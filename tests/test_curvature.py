@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from helpers import flat, regression_tasks, tiny_mlp
-from mamlkit.curvature import hvp, meta_gradient_parts, top_eigenvalue
+from mamlkit.curvature import hvp, meta_gradient_parts, second_order_share, top_eigenvalue
 from mamlkit.functional import forward, get_params
 from mamlkit.inner_loop import adapt
 from mamlkit.losses import mse
@@ -107,3 +107,11 @@ def test_the_correction_vanishes_with_inner_lr_and_grows_linearly_with_it():
     small = meta_gradient_parts(support_loss, query_loss, params, 1e-6)["ratio"]
     double = meta_gradient_parts(support_loss, query_loss, params, 2e-6)["ratio"]
     assert double / small == pytest.approx(2.0, rel=1e-4)
+
+
+def test_second_order_share_of_one_step_is_the_correction_ratio_and_zero_at_alpha_zero():
+    model, params, task, support_loss, query_loss = _problem(seed=6)
+    share = second_order_share(model, params, *task, mse, 0.05, 1)
+    assert share == pytest.approx(meta_gradient_parts(support_loss, query_loss, params, 0.05)["ratio"], rel=1e-9)
+    assert second_order_share(model, params, *task, mse, 0.0, 3) == 0.0
+    assert second_order_share(model, params, *task, mse, 0.05, 3) > 0
