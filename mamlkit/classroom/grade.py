@@ -314,6 +314,7 @@ def run_tests(
     markexpr: str | None = None,
     ignore: tuple[str, ...] = (),
     only_files_with: list[str] | None = None,
+    nodeids: list[str] | None = None,
     timeout: float | None = None,
     env: dict[str, str] | None = None,
 ) -> tuple[dict, int, str]:
@@ -329,6 +330,8 @@ def run_tests(
         markexpr: a pytest ``-m`` expression selecting the tests to run; ``None`` runs them all.
         ignore: test files or folders, relative to ``root``, not to collect (``--ignore``).
         only_files_with: collect only the test files that name one of these markers.
+        nodeids: run just these tests (``"tests/test_x.py::test_y[p]"``, relative to the
+            folder that holds the tests folder).
         timeout: seconds before the run is abandoned; ``None`` waits.
         env: the subprocess's environment (default: this process's).
 
@@ -343,7 +346,12 @@ def run_tests(
     tests = root / tests_dir  # an absolute tests_dir stays as it is
     if not tests.is_dir():
         raise GradingError(f"no tests folder {tests} to run")
-    targets = [tests] if only_files_with is None else test_files_with_markers(tests, only_files_with)
+    if nodeids is not None:
+        targets = [str(tests.parent / nodeid) for nodeid in nodeids]
+    elif only_files_with is not None:
+        targets = test_files_with_markers(tests, only_files_with)
+    else:
+        targets = [tests]
     if not targets:
         return {"tests": [], "collection_errors": []}, 5, "no test file names the markers"
     with tempfile.TemporaryDirectory(prefix="mamlkit-grade-") as tmp:
@@ -446,6 +454,7 @@ def grade(
     timeout: float | None = None,
     reference: str | os.PathLike | None = None,
     env: dict[str, str] | None = None,
+    only: tuple[str, ...] | None = None,
 ) -> GradeReport:
     """Run the exercises' tests of the repository at ``root`` and score them.
 
@@ -460,6 +469,7 @@ def grade(
         reference: the instructor edition. With it each exercise is graded on its own, every
             other exercise running the reference solution; without it, one run grades all.
         env: the test runs' environment (default: this process's).
+        only: grade just these exercise ids (the others still run the reference solution).
 
     Returns:
         A :class:`GradeReport`; ``report.table()`` prints it, ``report.to_dict()`` serialises it.
@@ -472,14 +482,15 @@ def grade(
         raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
     if not exercises:
         raise GradingError("no exercises to grade")
+    graded = tuple(e for e in exercises if only is None or e.id in only)
     if tests_dir is None:
         tests_dir = str(Path(reference).absolute() / "tests") if reference is not None else "tests"
     warnings = [w for w in [data_warning(env)] if w]
     records: list[tuple[tuple[Exercise, ...], dict, list[str]]] = []
     exit_code, outputs = 0, []
     if reference is None:
-        record, exit_code, output = run_exercise_tests(root, exercises, tests_dir=tests_dir, timeout=timeout, env=env)
-        records.append((exercises, record, []))
+        record, exit_code, output = run_exercise_tests(root, graded, tests_dir=tests_dir, timeout=timeout, env=env)
+        records.append((graded, record, []))
         outputs.append(output)
     else:
         from .reference import IsolationError, build_composite, plan_composite, reference_functions
@@ -489,7 +500,7 @@ def grade(
         except (IsolationError, SyntaxError, FileNotFoundError) as err:
             raise GradingError(f"the reference solutions cannot be used: {err}") from None
         groups: dict[str, list] = {}
-        for exercise in exercises:
+        for exercise in graded:
             composite = plan_composite(root, exercise, references, reference)
             groups.setdefault(composite.key(), []).append((exercise, composite))
         for members in groups.values():
@@ -508,7 +519,7 @@ def grade(
         for exercise in group:
             tests = _outcomes_for(record, exercise)
             results.append(ExerciseResult(exercise, tests, _points(exercise, tests, policy), list(notes)))
-    order = {e.id: i for i, e in enumerate(exercises)}
+    order = {e.id: i for i, e in enumerate(graded)}
     results.sort(key=lambda r: order[r.exercise.id])
     return GradeReport(
         results, policy, collection_errors, exit_code, "\n".join(outputs),
@@ -632,6 +643,7 @@ def check_isolated_grading(
     *,
     timeout: float | None = None,
     env: dict[str, str] | None = None,
+    only: tuple[str, ...] | None = None,
 ) -> list[str]:
     """Check that the untouched student edition, graded each exercise on its own, earns nothing.
 
@@ -650,7 +662,7 @@ def check_isolated_grading(
     problems = check_isolation(reference, exercises)
     if problems:
         return problems
-    report = grade(student_root, exercises, reference=reference, timeout=timeout, env=env)
+    report = grade(student_root, exercises, reference=reference, timeout=timeout, env=env, only=only)
     problems = [f"could not collect {e['nodeid']}: {e['message'].splitlines()[0]}" for e in report.collection_errors]
     for result in report.results:
         exercise = result.exercise

@@ -23,8 +23,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from .exercises import EXERCISES, Exercise, get_exercise
-from .exercises import exercise_id_from_marker
+from .exercises import EXERCISES, Exercise, exercise_id_from_marker, get_exercise
 from .grade import _stub_exercise, classify, data_warning, run_exercise_tests
 
 __all__ = ["check_exercise", "exercise_hint", "install_exercise_hints"]
