@@ -72,3 +72,36 @@ def test_features_normalise_each_task_as_one_batch_and_evaluation_runs_on_sample
 
     result = evaluate_transfer(model, params, sample, num_tasks=5, batch_size=2, steps=5)
     assert result["num_tasks"] == 5 and len(result["per_task"]) == 5 and 0 <= result["mean"] <= 1
+
+
+def test_evaluate_transfer_draws_tasks_exactly_as_evaluate_does():
+    from mamlkit.evaluate import evaluate
+    from mamlkit.losses import cross_entropy
+
+    model = Conv4(2, channels=4, generator=torch.Generator().manual_seed(0))
+    params = get_params(model)
+    calls = {"maml": [], "transfer": []}
+
+    def recorder(name):
+        def sample(n):
+            calls[name].append(n)
+            labels = torch.arange(2).repeat(1).expand(n, -1).clone()
+            return TaskBatch(torch.rand(n, 2, 1, 28, 28), labels, torch.rand(n, 2, 1, 28, 28), labels)
+        return sample
+
+    evaluate(model, params, recorder("maml"), cross_entropy, 0.1, 1, num_tasks=120)
+    evaluate_transfer(model, params, recorder("transfer"), num_tasks=120, steps=1)
+    assert calls["maml"] == calls["transfer"] == [50, 50, 20]
+
+
+def test_the_shipped_backbone_loads_with_weights_only_and_says_how_it_was_made():
+    from pathlib import Path
+
+    from mamlkit.transfer_baseline import load_backbone
+
+    path = Path(__file__).resolve().parent.parent / "assets" / "omniglot_transfer_backbone.pt"
+    assert path.stat().st_size < 2 * 2**20
+    model, params, settings = load_backbone(path)
+    assert settings["command"].startswith("python -m mamlkit.transfer_baseline")
+    assert all(name.startswith("blocks.") for name in params), "only the feature extractor is shipped"
+    assert params.keys() == {n for n, _ in model.named_parameters() if n.startswith("blocks.")}
