@@ -57,14 +57,17 @@ def init_from_env(device: str = "cpu", timeout_s: Optional[float] = None) -> boo
         ``WORLD_SIZE`` in the environment, or ``WORLD_SIZE=1``).
 
     Raises:
-        ValueError: ``device`` is neither cpu nor cuda, or CUDA has fewer GPUs than
-            ``LOCAL_RANK`` needs.
+        ValueError: ``device`` is neither cpu nor cuda, names a GPU (``"cuda:1"``) when there
+            are several processes, or CUDA has fewer GPUs than ``LOCAL_RANK`` needs.
     """
     kind = torch.device(device).type
     if kind not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'cpu' or 'cuda' for distributed training, got {device!r}")
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return dist.is_initialized()
+    if torch.device(device).index is not None:
+        raise ValueError(f"device must be 'cuda' without a number under torchrun, got {device!r}: "
+                         "each process takes the GPU numbered by its LOCAL_RANK")
     if kind == "cuda":
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if local_rank >= torch.cuda.device_count():
@@ -116,11 +119,18 @@ def shard(num_tasks: int, rank: int, world_size: int) -> slice:
     return slice(start, start + base + (rank < extra))
 
 
-def any_rank(flag: bool, device: str | torch.device = "cpu") -> bool:
+def _collective_device() -> torch.device:
+    """Where small tensors for a collective must live: NCCL reduces GPU tensors only."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def any_rank(flag: bool) -> bool:
     """True on every rank if ``flag`` is true on any rank (e.g. "Ctrl-C was pressed")."""
     if not dist.is_initialized():
         return flag
-    value = torch.tensor([float(flag)], device=device)
+    value = torch.tensor([float(flag)], device=_collective_device())
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
 
@@ -154,13 +164,13 @@ def all_reduce_sum_(tensors: list[torch.Tensor]) -> None:
         offset += t.numel()
 
 
-def all_reduce_metrics(metrics: dict[str, float], weight: float,
-                       device: str | torch.device = "cpu") -> dict[str, float]:
+def all_reduce_metrics(metrics: dict[str, float], weight: float) -> dict[str, float]:
     """``Σ_r weight_r · metrics_r`` over ranks: with weights ``T_r / T``, the mean over all tasks."""
     if not dist.is_initialized():
         return dict(metrics)
     names = sorted(metrics)
-    values = torch.tensor([metrics[n] * weight for n in names], dtype=torch.float64, device=device)
+    values = torch.tensor([metrics[n] * weight for n in names], dtype=torch.float64,
+                          device=_collective_device())
     dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return dict(zip(names, values.tolist()))
 
@@ -262,4 +272,4 @@ def outer_step(
             before = torch.stack([forward(model, params, x) for x in tasks.x_query[mine]])
         metrics.update(query_metrics(before, tasks.y_query[mine], method.loss_fn, prefix="query_before"))
     weight = (mine.stop - mine.start) / tasks.num_tasks
-    return all_reduce_metrics(metrics, weight, device=outputs.device)
+    return all_reduce_metrics(metrics, weight)

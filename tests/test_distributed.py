@@ -17,15 +17,15 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from mamlkit import distributed
+from mamlkit.fast import meta_loss_batched
 from mamlkit.functional import get_params
 from mamlkit.inner_loop import init_inner_lrs
 from mamlkit.losses import cross_entropy
-from mamlkit.fast import meta_loss_batched
 from mamlkit.methods import MAML
 from mamlkit.outer_loop import NonFiniteError, meta_loss
 from mamlkit.tasks import TaskBatch
 from mamlkit.toy_classification import BlobClassifier, sample_blob_tasks
-from mamlkit.train import Trainer, TrainConfig, read_metrics
+from mamlkit.train import TrainConfig, Trainer, read_metrics
 
 
 # -- helpers, at module level so that spawned processes can import them -----------------------
@@ -92,7 +92,9 @@ def tiny_config(**changes) -> TrainConfig:
 
 def make_trainer(config: TrainConfig, run_dir, kill_at: int | None = None,
                  kill_signal: int = signal.SIGKILL) -> Trainer:
-    tasks = lambda kill=None: RandomImageTasks(config.n_way, config.k_shot, config.n_query, kill, kill_signal)  # noqa: E731
+    def tasks(kill=None):
+        return RandomImageTasks(config.n_way, config.k_shot, config.n_query, kill, kill_signal)
+
     trainer = Trainer(config, run_dir, {"train": tasks(kill_at), "val": tasks()})
     trainer.plot = lambda: None  # the figure is tested with plotting; here it would cost time
     return trainer
@@ -114,8 +116,11 @@ def _gradients_on_ranks(out, cases):
         model, params, inner_lr, tasks = blob_problem(learn_inner_lrs)
         trainable = list(params.values()) + (list(inner_lr.values()) if learn_inner_lrs else [])
         compute = meta_loss if method == "loop" else meta_loss_batched
-        distributed.meta_gradient(lambda part: compute(model, params, part, cross_entropy, inner_lr, 2),
-                                  tasks, trainable, task_chunk_size=chunk)
+
+        def loss_of(part, compute=compute, model=model, params=params, inner_lr=inner_lr):
+            return compute(model, params, part, cross_entropy, inner_lr, 2)
+
+        distributed.meta_gradient(loss_of, tasks, trainable, task_chunk_size=chunk)
         torch.save([t.grad for t in trainable], f"{out}/case{i}-rank{distributed.rank()}.pt")
 
 
@@ -166,6 +171,30 @@ def test_running_alone_needs_no_process_group():
     assert distributed.all_reduce_metrics({"a": 2.0}, weight=1.0) == {"a": 2.0}
 
 
+def test_device_settings_that_cannot_work_are_clear_errors(monkeypatch):
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda'"):
+        distributed.init_from_env("mps")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="without a number under torchrun"):
+        distributed.init_from_env("cuda:1")
+    assert not dist.is_initialized()
+
+
+@pytest.mark.ex2_1
+def test_alone_the_distributed_step_is_the_plain_step(float64):
+    from mamlkit.methods import outer_step as plain_step
+
+    results = []
+    for step in (plain_step, distributed.outer_step):
+        model, params, _, tasks = blob_problem(False)
+        optimizer = torch.optim.Adam(params.values(), lr=0.1)
+        metrics = [step(MAML(0.3, 2), model, params, tasks, optimizer, "fast", 2, True) for _ in range(2)]
+        results.append((params, metrics))
+    (plain, plain_metrics), (alone, alone_metrics) = results
+    assert all(torch.equal(plain[n], alone[n]) for n in plain)
+    assert plain_metrics == alone_metrics
+
+
 @pytest.mark.ex2_1
 def test_two_processes_give_the_single_process_meta_gradient(tmp_path, float64):
     # Uneven shards (3 + 2 tasks), learned inner rates, two inner steps, both methods and
@@ -173,7 +202,7 @@ def test_two_processes_give_the_single_process_meta_gradient(tmp_path, float64):
     cases = [("loop", None, True), ("fast", 2, True), ("fast", None, False)]
     run_ranks(2, _gradients_on_ranks, str(tmp_path), cases)
 
-    for i, (method, chunk, learn) in enumerate(cases):
+    for i, (_, _, learn) in enumerate(cases):
         model, params, inner_lr, tasks = blob_problem(learn)
         trainable = list(params.values()) + (list(inner_lr.values()) if learn else [])
         loss, _ = meta_loss(model, params, tasks, cross_entropy, inner_lr, 2)  # one process, per task
