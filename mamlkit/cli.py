@@ -222,14 +222,15 @@ def usable_run_folder(path: str | os.PathLike) -> Path:
 
 
 def writable_file(path: str | os.PathLike, option: str) -> Path:
-    """Check, before any work, that the output file ``path`` can be created."""
+    """Check, before any work, that the output file ``path`` can be created (folders and all)."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{option} {path} is a folder; give a file name, e.g. {path / 'result.json'}")
-    if not path.parent.is_dir():
-        raise ConfigError(f"{option} {path}: the folder {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK):
-        raise RunFolderError(f"{option} {path}: cannot write in {path.parent}")
+    above = next(p for p in path.absolute().parents if p.exists())
+    if not above.is_dir():
+        raise ConfigError(f"{option} {path}: {above} is a file, not a folder")
+    if not os.access(above, os.W_OK):
+        raise RunFolderError(f"{option} {path}: cannot write in {above}")
     return path
 
 
@@ -313,6 +314,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print("after 0..{} steps: {}".format(steps, " ".join(f"{100 * m:.1f}" for m in result["per_step_mean"])))
     if args.json:
         summary = {k: v for k, v in result.items() if k != "per_task"}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
     return 0
 
@@ -407,6 +409,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except FloatingPointError as error:  # a step refused because its loss or gradient was not finite
+        if debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except OSError as error:  # the environment: a file or folder that cannot be read or written
         if debug:
             raise

@@ -223,9 +223,12 @@ def test_unknown_split_is_a_usage_error(capsys, data_never_loaded):
     assert "invalid choice: 'testing'" in capsys.readouterr().err
 
 
-def test_json_into_a_missing_folder_is_refused_before_the_work(tmp_path, capsys, data_never_loaded):
-    status, out = run(["evaluate", str(SHIPPED), "--json", str(tmp_path / "no" / "r.json")], capsys)
-    assert status == 2 and f"the folder {tmp_path / 'no'} does not exist" in one_error_line(out.err)
+def test_json_under_a_file_is_refused_before_the_work(tmp_path, capsys, data_never_loaded):
+    (tmp_path / "notes").write_text("a file")
+    status, out = run(["evaluate", str(SHIPPED), "--json", str(tmp_path / "notes" / "r.json")], capsys)
+    assert status == 2 and f"{tmp_path / 'notes'} is a file, not a folder" in one_error_line(out.err)
+    status, out = run(["evaluate", str(SHIPPED), "--json", str(tmp_path)], capsys)
+    assert status == 2 and "is a folder; give a file name" in one_error_line(out.err)
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -374,6 +377,43 @@ def test_data_from_a_folder_copies_the_checked_pair(tmp_path, monkeypatch, capsy
     assert status == 0 and "Ready" in out.out
     for name in omniglot.OMNIGLOT_MD5:
         assert (tmp_path / "cache" / "omniglot" / name).read_bytes() == (source / name).read_bytes()
+
+
+def test_data_command_with_a_complete_folder_says_ready(tmp_path, monkeypatch, capsys):
+    for name in omniglot.OMNIGLOT_MD5:
+        (tmp_path / name).write_bytes(b"a re-packed copy")
+    monkeypatch.setenv("MAMLKIT_DATA", str(tmp_path))
+    monkeypatch.setenv("MAMLKIT_CACHE", str(tmp_path / "cache"))
+    status, out = run(["data"], capsys)
+    assert status == 0 and f"Ready: mamlkit uses {tmp_path} ($MAMLKIT_DATA)" in out.out
+    assert "re-packed copy (md5 differs from the published zip)" in out.out
+
+
+@pytest.mark.skipif(real_data() is None, reason="needs MAMLKIT_DATA with the Omniglot zips")
+def test_data_download_fetches_verifies_and_checks(tmp_path, monkeypatch, capsys):
+    from mamlkit.data.download import file_md5
+
+    source = real_data()
+    for name in omniglot.OMNIGLOT_MD5:  # "download" the local copy, with its own md5 as the published one
+        monkeypatch.setitem(omniglot.OMNIGLOT_URLS, name, (source / name).as_uri())
+        monkeypatch.setitem(omniglot.OMNIGLOT_MD5, name, file_md5(source / name))
+    monkeypatch.delenv("MAMLKIT_DATA")
+    monkeypatch.setenv("MAMLKIT_CACHE", str(tmp_path / "cache"))
+    status, out = run(["data", "--download", "--no-progress"], capsys)
+    assert status == 0 and "both zips present and checked" in out.out and "Ready" in out.out
+    assert sorted(leftovers(tmp_path / "cache" / "omniglot")) == sorted(omniglot.OMNIGLOT_MD5)
+
+
+def test_a_non_finite_training_step_ends_with_one_line(tmp_path, capsys, monkeypatch):
+    import mamlkit.train
+
+    def refused(self, progress=True):
+        raise FloatingPointError("training stopped at step 7: the query loss is nan; inner_lr may be too large")
+
+    monkeypatch.setattr(mamlkit.train, "omniglot_task_samplers", lambda config: {})
+    monkeypatch.setattr(mamlkit.train.Trainer, "train", refused)
+    status, out = run(["train", "--run-dir", str(tmp_path / "run")], capsys)
+    assert status == 1 and "the query loss is nan" in one_error_line(out.err)
 
 
 # --------------------------------------------------------------------------- debugging
