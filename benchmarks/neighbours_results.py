@@ -1,0 +1,99 @@
+"""Collect the results table of notebook 05 and the README: every method, both protocols, cost.
+
+Inputs are the shipped checkpoints' manifests (``assets/omniglot_5w1s*.json``) and the JSON
+files written by the evaluation commands below; the cost of one meta-step is measured here,
+every method side by side in this one process. Output: ``assets/neighbours_5w1s_results.json``,
+read by ``mamlkit.neighbours.results_table``.
+
+The evaluations, for each checkpoint STEM (omniglot_5w1s, omniglot_5w1s_maml, _fomaml, _anil,
+_metasgd, _protonet), Q in 1 15 and P in transductive support-stats::
+
+    python -m mamlkit evaluate assets/STEM.pt --tasks 600 --seed 0 --n-query Q --protocol P \\
+        --json evals/eval_STEM_qQ_P.json
+
+then::
+
+    OMP_NUM_THREADS=1 python benchmarks/neighbours_results.py --evals evals
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+import torch
+
+from mamlkit.functional import get_params
+from mamlkit.methods import build_method
+from mamlkit.neighbours import ROWS, meta_step_cost
+from mamlkit.train import TrainConfig, build_model, omniglot_task_samplers
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT / "assets"
+#: key -> (algorithm, first_order) for the cost measurement.
+VARIANTS = {"maml": ("maml", False), "fomaml": ("maml", True), "anil": ("anil", False),
+            "metasgd": ("metasgd", False), "protonet": ("protonet", False)}
+
+
+def accuracies(evals: Path, stem: str) -> dict:
+    result = {}
+    for q in (1, 15):
+        for protocol in ("transductive", "support-stats"):
+            path = evals / f"eval_{stem}_q{q}_{protocol}.json"
+            if path.exists():
+                r = json.loads(path.read_text())
+                result[f"q{q}_{protocol}"] = [round(r["mean"], 6), round(r["ci95"], 6)]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--evals", required=True, help="folder with the evaluate --json files")
+    parser.add_argument("--out", default=str(ASSETS / "neighbours_5w1s_results.json"))
+    parser.add_argument("--tasks", type=int, default=32, help="tasks per timed meta-step")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    evals = Path(args.evals)
+
+    config = TrainConfig()
+    tasks = omniglot_task_samplers(config)["train"].sample(args.tasks, torch.Generator().manual_seed(2))
+    model = build_model(config, torch.Generator().manual_seed(0))
+    costs = {}
+    for key, (name, first_order) in VARIANTS.items():
+        params = get_params(model)
+        method = build_method(name, params, config.inner_lr, config.inner_steps, first_order)
+        costs[key] = meta_step_cost(method, model, params, tasks, repeats=args.repeats)
+        print(key, costs[key], flush=True)
+
+    methods = {}
+    shipped = json.loads((ASSETS / "omniglot_5w1s.json").read_text())
+    methods["maml_20k"] = {"label": "MAML, shipped checkpoint", "steps": shipped["iterations"],
+                           "checkpoint": "assets/omniglot_5w1s.pt", "published_key": "maml",
+                           "accuracy": accuracies(evals, "omniglot_5w1s"),
+                           "seconds_per_step": costs["maml"]["seconds"],
+                           "peak_mib": costs["maml"]["peak_bytes"] / 2**20}
+    for key, label, stem in ROWS:
+        manifest = json.loads((ASSETS / f"{stem}.json").read_text())
+        acc = accuracies(evals, stem)
+        # The manifest's number is the same measurement (600 tasks, seed 0, 1 query, transductive).
+        if "q1_transductive" in acc:
+            assert abs(acc["q1_transductive"][0] - manifest["test_accuracy"]) < 1e-6, stem
+        methods[key] = {"label": label, "steps": manifest["iterations"], "checkpoint": f"assets/{stem}.pt",
+                        "accuracy": acc, "seconds_per_step": costs[key]["seconds"],
+                        "peak_mib": costs[key]["peak_bytes"] / 2**20}
+    threads = torch.get_num_threads()
+    results = {
+        "conditions": (f"accuracy: 600 test tasks (seed 0), 5-way 1-shot, eval_inner_steps 3, ± 95% CI; "
+                       f"cost: one meta-step of {args.tasks} tasks (8 at a time), median of {args.repeats}, "
+                       f"{threads} thread(s), {platform.machine()}, torch {torch.__version__}, on a shared "
+                       f"2-core machine (timings contended; peak memory is not affected)"),
+        "methods": methods,
+    }
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
