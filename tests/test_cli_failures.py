@@ -340,6 +340,16 @@ def test_download_interrupted_with_ctrl_c_leaves_nothing(no_data, monkeypatch, c
     assert leftovers(no_data) == []
 
 
+def test_a_cache_folder_that_cannot_be_written(tmp_path, monkeypatch, capsys, offline):
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    monkeypatch.delenv("MAMLKIT_DATA", raising=False)
+    monkeypatch.setenv("MAMLKIT_CACHE", str(tmp_path / "cache"))
+    status, out = run(["evaluate", str(SHIPPED), "--tasks", "5"], capsys)
+    line = one_error_line(out.err)
+    assert status == 1 and f"Could not save Omniglot in the cache folder {tmp_path / 'cache' / 'omniglot'}" in line
+    assert "MAMLKIT_CACHE" in line
+
+
 def test_data_folder_that_is_a_file(tmp_path, monkeypatch, capsys):
     (tmp_path / "omniglot").write_text("not a folder")
     monkeypatch.setenv("MAMLKIT_DATA", str(tmp_path / "omniglot"))
