@@ -291,3 +291,36 @@ def test_ctrl_c_on_one_process_stops_all_after_the_same_step(tmp_path, float64):
     assert sorted(p.name for p in tmp_path.glob("rank*")) == ["rank0-stopped-at-3", "rank1-stopped-at-3"]
     from mamlkit import checkpoints
     assert checkpoints.load(tmp_path / "checkpoint.pt")["iteration"] == 3
+
+
+def _command_on_ranks(rank, world_size, port, argv, out):
+    # What torchrun gives each process, then the training command itself, with stand-in tasks.
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    import contextlib
+
+    import mamlkit.train
+    from mamlkit.cli import main
+
+    mamlkit.train.omniglot_task_samplers = lambda c: {
+        "train": RandomImageTasks(c.n_way, c.k_shot, c.n_query),
+        "val": RandomImageTasks(c.n_way, c.k_shot, c.n_query)}
+    with open(f"{out}/stdout{rank}", "w") as f, contextlib.redirect_stdout(f):
+        status = main(argv)
+    open(f"{out}/status{rank}-{status}", "w").close()
+
+
+def test_the_train_command_under_torchrun_variables(tmp_path):
+    run_dir = tmp_path / "run"
+    argv = ["train", "--run-dir", str(run_dir), "--n-way", "3", "--n-query", "2", "--meta-batch-size", "3",
+            "--channels", "4", "--iterations", "2", "--log-every", "1", "--val-every", "2",
+            "--val-tasks", "4", "--no-progress"]
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # see run_ranks
+    mp.start_processes(_command_on_ranks, args=(2, free_port(), argv, str(tmp_path)), nprocs=2,
+                       start_method="fork")
+    assert sorted(p.name for p in tmp_path.glob("status*")) == ["status0-0", "status1-0"]
+    assert (tmp_path / "stdout0").read_text().startswith("2 processes share each meta-batch of 3 tasks")
+    assert (tmp_path / "stdout1").read_text() == "", "only rank 0 speaks"
+    assert [r["iteration"] for r in read_metrics(run_dir / "metrics.jsonl")] == [1, 2, 2]  # train, train, val
+    assert (run_dir / "model.pt").exists() and not dist.is_initialized()
