@@ -5,10 +5,10 @@ meta-gradient, all-reduce, Adam), with the paper's 5-way 1-shot settings by defa
 64 filters, 28×28 images, 32 tasks, 1 query per class, 1 inner step, second order). The images
 are random: a step costs the same on random pixels as on Omniglot, and no data is needed.
 
-Compare 1 process × 2 threads with 2 processes × 1 thread (each layout in turn, ``--rounds``
-times, so that a change in the machine's load hits both alike)::
+Compare 1 process × 1 thread, 1 process × 2 threads and 2 processes × 1 thread (each layout in
+turn, ``--rounds`` times, so that a change in the machine's load hits all alike)::
 
-    python benchmarks/distributed_step.py --compare "1x2,2x1" --steps 20 --rounds 3
+    python benchmarks/distributed_step.py --compare "1x1,1x2,2x1" --steps 20 --rounds 3
 
 One layout by hand (what ``--compare`` runs for "2x1")::
 
