@@ -134,6 +134,18 @@ def test_loop_reference_is_the_course_loop_and_the_tolerance_catches_first_order
     assert bench.relative_error(course_gradient(first_order=True), grads) > bench.TOLERANCE
 
 
+def test_the_float64_reference_is_the_loop_on_the_same_problem_in_float64():
+    setting = dataclasses.replace(bench.quick(bench.SETTINGS["paper-5way"]), channels=3, inner_steps=2)
+    problem = bench.make_problem(setting)
+    reference = bench.float64_reference(problem)
+    assert all(g.dtype == torch.float64 for g in reference)
+    assert all(p.dtype == torch.float32 for p in problem.params.values()), "the problem stays float32"
+    # Same θ and tasks: the float32 loop agrees to float32 rounding, a different θ would not.
+    assert bench.relative_error(bench.build_step(problem, bench.LOOP)(), reference) < 1e-5
+    other = bench.make_problem(setting, seed=1)
+    assert bench.relative_error(bench.build_step(other, bench.LOOP)(), reference) > 0.1
+
+
 def test_speedups_are_relative_to_the_best_contender_other_than_mamlkit_fast():
     ratio = bench.speedups({"mamlkit-fast": 1.0, "loop-reference": 2.0, "higher": 4.0})
     assert ratio == pytest.approx({"mamlkit-fast": 2.0, "loop-reference": 1.0, "higher": 0.5})
