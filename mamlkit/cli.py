@@ -138,7 +138,8 @@ def build_parser(preset: Optional[str] = None) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
 
-    train = commands.add_parser("train", parents=[common], formatter_class=_Formatter, help="meta-train (resumes if the run folder has a checkpoint)")
+    train = commands.add_parser("train", parents=[common], formatter_class=_Formatter,
+                                help="meta-train (resumes if the run folder has a checkpoint)")
     train.add_argument("--run-dir", required=True, help="folder for checkpoint, metrics and plots")
     train.add_argument("--export", help="also copy the final weights to this file (e.g. assets/x.pt)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -262,9 +263,8 @@ def check_resume(config: TrainConfig, run_folder: Path) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from mamlkit import distributed
-    from mamlkit.train import Trainer
-
     from mamlkit.data.omniglot import check_task_settings
+    from mamlkit.train import Trainer
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**values)
@@ -278,6 +278,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     # Started by torchrun: join the other processes (gloo on CPU, NCCL with --device cuda).
     distributed.init_from_env(config.device)
     try:
+        # Fewer tasks than processes is a setting error: say so before any data is loaded.
+        distributed.shard(config.meta_batch_size, distributed.rank(), distributed.world_size())
         trainer = Trainer(config, args.run_dir)
         say = print if distributed.is_main_process() else (lambda *_: None)
         if distributed.world_size() > 1:

@@ -37,6 +37,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from mamlkit.errors import ConfigError
 from mamlkit.functional import Params, check_params, forward
 from mamlkit.methods.base import check_implementation
 from mamlkit.outer_loop import check_tasks, nonfinite_guard, query_metrics
@@ -57,21 +58,22 @@ def init_from_env(device: str = "cpu", timeout_s: Optional[float] = None) -> boo
         ``WORLD_SIZE`` in the environment, or ``WORLD_SIZE=1``).
 
     Raises:
-        ValueError: ``device`` is neither cpu nor cuda, names a GPU (``"cuda:1"``) when there
-            are several processes, or CUDA has fewer GPUs than ``LOCAL_RANK`` needs.
+        ConfigError: (a ValueError) ``device`` is neither cpu nor cuda, names a GPU
+            (``"cuda:1"``) when there are several processes, or CUDA has fewer GPUs than
+            ``LOCAL_RANK`` needs.
     """
     kind = torch.device(device).type
     if kind not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda' for distributed training, got {device!r}")
+        raise ConfigError(f"device must be 'cpu' or 'cuda' for distributed training, got {device!r}")
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return dist.is_initialized()
     if torch.device(device).index is not None:
-        raise ValueError(f"device must be 'cuda' without a number under torchrun, got {device!r}: "
+        raise ConfigError(f"device must be 'cuda' without a number under torchrun, got {device!r}: "
                          "each process takes the GPU numbered by its LOCAL_RANK")
     if kind == "cuda":
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if local_rank >= torch.cuda.device_count():
-            raise ValueError(f"LOCAL_RANK={local_rank} needs GPU {local_rank}, but this machine has "
+            raise ConfigError(f"LOCAL_RANK={local_rank} needs GPU {local_rank}, but this machine has "
                              f"{torch.cuda.device_count()}; start at most that many processes per node")
         torch.cuda.set_device(local_rank)
     dist.init_process_group(backend="nccl" if kind == "cuda" else "gloo",
@@ -106,14 +108,15 @@ def shard(num_tasks: int, rank: int, world_size: int) -> slice:
     E.g. 5 tasks on 2 ranks: ``slice(0, 3)`` and ``slice(3, 5)``.
 
     Raises:
-        ValueError: fewer tasks than ranks (a rank with nothing to do would leave its
-            parameters without gradients and the ranks out of step), or a rank out of range.
+        ConfigError: (a ValueError) fewer tasks than ranks: a rank with nothing to do would
+            leave its parameters without gradients and the ranks out of step.
+        ValueError: a rank out of range.
     """
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must be in 0..{world_size - 1}, got {rank}")
     if num_tasks < world_size:
-        raise ValueError(f"meta_batch_size ({num_tasks}) must be at least the number of "
-                         f"processes ({world_size}): every process adapts at least one task")
+        raise ConfigError(f"meta_batch_size ({num_tasks}) must be at least the number of "
+                          f"processes ({world_size}): every process adapts at least one task")
     base, extra = divmod(num_tasks, world_size)
     start = rank * base + min(rank, extra)
     return slice(start, start + base + (rank < extra))

@@ -324,3 +324,11 @@ def test_the_train_command_under_torchrun_variables(tmp_path):
     assert (tmp_path / "stdout1").read_text() == "", "only rank 0 speaks"
     assert [r["iteration"] for r in read_metrics(run_dir / "metrics.jsonl")] == [1, 2, 2]  # train, train, val
     assert (run_dir / "model.pt").exists() and not dist.is_initialized()
+
+
+def test_more_processes_than_tasks_stops_the_command_with_one_line(tmp_path):
+    argv = ["train", "--run-dir", str(tmp_path / "run"), "--n-way", "3", "--meta-batch-size", "1",
+            "--channels", "4", "--iterations", "1", "--no-progress"]
+    mp.start_processes(_command_on_ranks, args=(2, free_port(), argv, str(tmp_path)), nprocs=2,
+                       start_method="fork")
+    assert sorted(p.name for p in tmp_path.glob("status*")) == ["status0-2", "status1-2"]
