@@ -16,7 +16,7 @@ from helpers import flat, image_tasks, regression_tasks, relative_error, tiny_co
 from mamlkit.evaluate import adaptation_curve, evaluate
 from mamlkit.fast import forward_tasks, meta_loss_batched, vmap_is_exact
 from mamlkit.functional import forward, get_params
-from mamlkit.inner_loop import adapt, gradient_step, init_inner_lrs
+from mamlkit.inner_loop import adapt, gradient_step
 from mamlkit.losses import accuracy, cross_entropy, mse
 from mamlkit.outer_loop import NonFiniteError, meta_loss, outer_step
 from mamlkit.tasks import TaskBatch
@@ -235,7 +235,7 @@ def test_an_optimiser_that_does_not_hold_theta_is_an_error_not_a_silent_no_op():
 def test_learned_rates_outside_the_optimiser_are_an_error():
     model, tasks = tiny_mlp(), regression_tasks()
     theta = get_params(model)
-    lrs = init_inner_lrs(theta, 0.05)
+    lrs = {n: torch.tensor(0.05, dtype=torch.float64, requires_grad=True) for n in theta}  # learned rates
     with pytest.raises(ValueError, match="learned rates .* the optimizer does not hold"):
         outer_step(model, theta, tasks, torch.optim.Adam(theta.values()), mse, lrs, 1)
 
@@ -285,7 +285,7 @@ def test_a_non_finite_inner_lr_is_rejected(bad):
 def test_a_non_finite_learned_rate_is_rejected():
     model, task = mlp(), vector_tasks().task(0)
     theta = get_params(model)
-    lrs = init_inner_lrs(theta, 0.5)
+    lrs = {n: torch.tensor(0.5, dtype=torch.float64, requires_grad=True) for n in theta}
     with torch.no_grad():
         lrs["2.weight"].fill_(float("nan"))
     with pytest.raises(ValueError, match=r"inner_lr\['2.weight'\] is not finite"):
@@ -314,7 +314,6 @@ def test_a_diverging_inner_loop_is_refused_before_theta_or_the_optimiser_change(
     assert all(p.grad is None for p in theta.values())
 
 
-@pytest.mark.ex2_1
 def test_a_non_finite_meta_gradient_is_refused_with_the_tensors_named():
     model, tasks = tiny_mlp(), regression_tasks()
     theta = get_params(model)
@@ -485,7 +484,10 @@ def test_a_negative_number_of_evaluation_steps_is_rejected():
 def readme_block(heading: str) -> str:
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text(encoding="utf-8")
+    if f"## {heading}\n" not in text and "### BEGIN SOLUTION" not in (root / "mamlkit/inner_loop.py").read_text():
+        pytest.skip("the student edition has a README of its own")
     section = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
