@@ -40,7 +40,8 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from mamlkit.data.download import ChecksumError, atomic_write, download as download_file, file_md5
+from mamlkit.data.download import ChecksumError, atomic_write, file_md5
+from mamlkit.data.download import download as download_file
 from mamlkit.errors import ConfigError, DataError, DataUnavailableError
 
 __all__ = [
