@@ -14,6 +14,8 @@ import pytest
 import torch
 
 from mamlkit import checkpoints
+from mamlkit.functional import forward
+from mamlkit.losses import cross_entropy
 from mamlkit.tasks import TaskBatch
 from mamlkit.train import Trainer, TrainConfig, load_weights, read_metrics
 
@@ -256,3 +258,18 @@ def test_trainer_samplers_and_model_are_checked(tmp_path):
         Trainer(config, tmp_path, {"train": VectorTasks(), "val": lambda n, g: None})
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         Trainer(config, tmp_path, {"train": VectorTasks(), "val": VectorTasks()}, model="conv4")
+
+
+@pytest.mark.ex2_1
+def test_the_trainers_before_metrics_describe_theta_before_its_update(tmp_path):
+    config = tiny_config(meta_lr=1.0)  # a large step: θ after it is far from θ before
+    trainer = Trainer(config, tmp_path / "run", samplers(config))
+    theta = {n: p.detach().clone() for n, p in trainer.params.items()}
+    same_draw = torch.Generator().set_state(trainer.task_generator.get_state())
+    tasks = samplers(config)["train"].sample(config.meta_batch_size, same_draw)  # the tasks step() draws
+    with torch.no_grad():
+        expected = cross_entropy(torch.stack([forward(trainer.model, theta, x) for x in tasks.x_query]),
+                                 tasks.y_query).mean().item()
+    metrics = trainer.step(metrics_before=True)
+    assert metrics["query_before_loss"] == pytest.approx(expected, rel=1e-6), (
+        "the 'before adaptation' loss must be that of θ before this step's update")

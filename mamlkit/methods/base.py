@@ -24,7 +24,7 @@ from torch import nn
 
 from mamlkit.functional import Params, check_params, forward
 from mamlkit.losses import accuracy, cross_entropy
-from mamlkit.outer_loop import check_tasks, query_metrics
+from mamlkit.outer_loop import check_tasks, nonfinite_guard, query_metrics
 from mamlkit.tasks import TaskBatch
 
 IMPLEMENTATIONS = ("fast", "loop")
@@ -124,6 +124,13 @@ def outer_step(
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"task_chunk_size must be a positive integer or None, got {task_chunk_size!r}")
 
+    metrics = {}
+    if metrics_before and method.has_inner_loop:
+        # Before the update, so that "before" and "after" adaptation describe the same θ.
+        with torch.no_grad():
+            before = torch.stack([forward(model, params, x) for x in tasks.x_query])
+        metrics.update(query_metrics(before, tasks.y_query, method.loss_fn, prefix="query_before"))
+
     optimizer.zero_grad(set_to_none=True)
     outputs = []
     for start in range(0, num_tasks, chunk):
@@ -132,11 +139,7 @@ def outer_step(
         # Weight each chunk by its share of the tasks, so the sum is the mean over all tasks.
         (loss * (part.num_tasks / num_tasks)).backward()
         outputs.append(part_outputs)
+    nonfinite_guard(params, method.inner_lr)(optimizer, (), {})  # raises before anything changes
     optimizer.step()
 
-    metrics = query_metrics(torch.cat(outputs), tasks.y_query, method.loss_fn)
-    if metrics_before and method.has_inner_loop:
-        with torch.no_grad():
-            before = torch.stack([forward(model, params, x) for x in tasks.x_query])
-        metrics.update(query_metrics(before, tasks.y_query, method.loss_fn, prefix="query_before"))
-    return metrics
+    return {**query_metrics(torch.cat(outputs), tasks.y_query, method.loss_fn), **metrics}
