@@ -39,7 +39,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     configs = {name: preset_config(name) for name in args.presets}
     samplers = omniglot_task_samplers(next(iter(configs.values())))
     with tempfile.TemporaryDirectory(prefix="mamlkit-presets-") as folder:
-        trainers = {name: Trainer(c, f"{folder}/{name}", samplers) for name, c in configs.items()}
+        trainers = {}
+        for name, c in configs.items():
+            trainers[name] = Trainer(c, f"{folder}/{name}", samplers)
+            if 0 < c.first_order_steps < c.iterations:
+                # A preset with first-order warm-up steps: time its second-order phase too.
+                later = Trainer(c, f"{folder}/{name}-late", samplers)
+                later.iteration = c.first_order_steps
+                trainers[f"{name}, after step {c.first_order_steps}"] = later
+        started = {name: trainer.iteration for name, trainer in trainers.items()}
         for trainer in trainers.values():  # warm-up, untimed
             trainer.step()
         per_step = {name: [] for name in trainers}
@@ -51,13 +59,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 per_step[name].append((time.perf_counter() - start) / args.steps)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"median of {args.rounds} rounds of {args.steps} steps")
-    base = statistics.median(per_step[args.presets[0]])
+    medians = {name: statistics.median(times) for name, times in per_step.items()}
+    base = medians[args.presets[0]]
     for name, times in per_step.items():
-        c = configs[name]
-        median = statistics.median(times)
-        print(f"{name:>8}: {median:.3f} s per meta-step ({c.meta_batch_size} tasks, "
-              f"{'first' if c.first_order else 'second'} order), {median / base:.2f}× "
-              f"{args.presets[0]}'s; all rounds: " + " ".join(f"{t:.3f}" for t in times))
+        trainer = trainers[name]
+        c = trainer.config
+        first = c.first_order or started[name] + args.rounds * args.steps < c.first_order_steps
+        order = "first" if first else "second"
+        print(f"{name}: {medians[name]:.3f} s per meta-step ({c.meta_batch_size} tasks, {order} order), "
+              f"{medians[name] / base:.2f}× {args.presets[0]}'s; all rounds: "
+              + " ".join(f"{t:.3f}" for t in times))
+    print("\nwhole runs at these rates (training seconds, validation not included):")
+    for name, c in configs.items():
+        late = medians.get(f"{name}, after step {c.first_order_steps}", medians[name])
+        warm = min(c.first_order_steps, c.iterations)
+        total = warm * medians[name] + (c.iterations - warm) * late
+        print(f"{name}: {c.iterations} steps, {total:.0f} s ({total / (c.iterations * base):.2f}× "
+              f"the time of as many {args.presets[0]} steps)")
     return 0
 
 
