@@ -261,6 +261,14 @@ def outer_step(
     """
     check_implementation(implementation)
     check_params(model, params)
+    mine = shard(tasks.num_tasks, rank(), world_size())
+    metrics = {}
+    if metrics_before and method.has_inner_loop:
+        # Before the update, so that "before" and "after" adaptation describe the same θ.
+        with torch.no_grad():
+            before = torch.stack([forward(model, params, x) for x in tasks.x_query[mine]])
+        metrics.update(query_metrics(before, tasks.y_query[mine], method.loss_fn, prefix="query_before"))
+
     trainable = [p for group in optimizer.param_groups for p in group["params"]]
     optimizer.zero_grad(set_to_none=True)
     outputs = meta_gradient(lambda part: method.meta_loss(model, params, part, implementation),
@@ -268,11 +276,6 @@ def outer_step(
     nonfinite_guard(params, method.inner_lr)(optimizer, (), {})  # raises before anything changes
     optimizer.step()
 
-    mine = shard(tasks.num_tasks, rank(), world_size())
-    metrics = query_metrics(outputs, tasks.y_query[mine], method.loss_fn)
-    if metrics_before and method.has_inner_loop:
-        with torch.no_grad():
-            before = torch.stack([forward(model, params, x) for x in tasks.x_query[mine]])
-        metrics.update(query_metrics(before, tasks.y_query[mine], method.loss_fn, prefix="query_before"))
+    metrics.update(query_metrics(outputs, tasks.y_query[mine], method.loss_fn))
     weight = (mine.stop - mine.start) / tasks.num_tasks
     return all_reduce_metrics(metrics, weight)
