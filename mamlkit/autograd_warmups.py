@@ -3,18 +3,24 @@
 - Exercise 1.1, :func:`q_gradients`: the gradients of :math:`Q = 3a^3 - b^2` with ``backward()``,
   read from ``.grad``;
 - Exercise 1.2, :func:`product_gradients`: the gradients of :math:`xy` as *return values*, with
-  ``torch.autograd.grad``, leaving ``.grad`` alone.
+  ``torch.autograd.grad``, leaving ``.grad`` alone;
+- Exercise 1.3, :func:`two_step_factor`: the factor :math:`(1 - \\alpha L_S'')^2` by which two
+  inner steps scale the query gradient, when the support loss is quadratic;
+- Exercise 1.4, :func:`one_step_inner_lr`: the step size :math:`\\alpha = 1 / L_S''` that lands
+  on the support loss's minimum in one step, from any :math:`\\theta`.
 
 Notebook 01 (``notebooks/01_autograd_basics.ipynb``) explains both tools on other functions,
 then calls these two and checks them against the derivatives worked out by hand. The tests are
-in ``tests/test_autograd_warmups.py``; run them with ``pytest -m "ex1_1 or ex1_2"``.
+in ``tests/test_autograd_warmups.py``; run them with ``pytest -m "ex1_1 or ex1_2 or ex1_3 or ex1_4"``.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-__all__ = ["product_gradients", "q_gradients"]
+__all__ = ["one_step_inner_lr", "product_gradients", "q_gradients", "two_step_factor"]
 
 
 def _check_tracked(t: object, name: str, *, leaf: bool) -> None:
@@ -91,4 +97,75 @@ def product_gradients(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, t
     ### BEGIN SOLUTION (Exercise 1.2)
     dx, dy = torch.autograd.grad(x * y, (x, y))
     return dx, dy
+    ### END SOLUTION
+
+
+def _check_number(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a Python number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return float(value)
+
+
+def two_step_factor(inner_lr: float, curvature: float) -> float:
+    r"""The factor :math:`(1 - \alpha L_S'')^2` of the meta-gradient after two inner steps.
+
+    With a support loss whose second derivative :math:`L_S''` is the same for every
+    :math:`\theta` (a quadratic, like the mean squared error of :math:`\hat y = \theta x`), one
+    inner step :math:`\phi_1 = \theta - \alpha L_S'(\theta)` has
+    :math:`d\phi_1 / d\theta = 1 - \alpha L_S''`, and a second step multiplies by the same
+    number again. By the chain rule the meta-gradient is
+    :math:`\frac{d}{d\theta} L_Q(\phi_2) = (1 - \alpha L_S'')^2\, L_Q'(\phi_2)`
+    (notebook 01, section 6; Finn et al. 2017, Eq. 1 applied twice).
+
+    Args:
+        inner_lr: α, the inner step size (a number, ``>= 0``).
+        curvature: :math:`L_S''`, the support loss's second derivative (a number).
+
+    Returns:
+        The factor, a Python float.
+
+    Raises:
+        TypeError: an argument is not a Python number.
+        ValueError: an argument is not finite, or ``inner_lr`` is negative.
+    """
+    inner_lr = _check_number(inner_lr, "inner_lr")
+    curvature = _check_number(curvature, "curvature")
+    if inner_lr < 0:
+        raise ValueError(f"inner_lr must be >= 0, got {inner_lr}")
+    ### BEGIN SOLUTION (Exercise 1.3)
+    return (1.0 - inner_lr * curvature) ** 2
+    ### END SOLUTION
+
+
+def one_step_inner_lr(curvature: float) -> float:
+    r"""The inner step size that reaches the support loss's minimum in one step, from any θ.
+
+    For a quadratic support loss with curvature :math:`L_S'' > 0` the gradient is linear,
+    :math:`L_S'(\theta) = L_S''\,(\theta - \theta^*)`, so the step
+    :math:`\phi = \theta - \alpha L_S'(\theta)` lands on :math:`\theta^*` exactly when
+    :math:`\alpha = 1 / L_S''`: a Newton step. At that α the factor :math:`1 - \alpha L_S''`
+    is zero, so the meta-gradient vanishes for every θ: where the inner loop starts no longer
+    matters (notebook 01, section 6).
+
+    Args:
+        curvature: :math:`L_S''`, a positive number.
+
+    Returns:
+        α, a Python float.
+
+    Raises:
+        TypeError: ``curvature`` is not a Python number.
+        ValueError: ``curvature`` is not finite or not positive (then no step size reaches a
+            minimum: there is none).
+    """
+    curvature = _check_number(curvature, "curvature")
+    if curvature <= 0:
+        raise ValueError(
+            f"curvature must be positive (a quadratic with a minimum), got {curvature}; with "
+            "zero or negative curvature no step size lands on a minimum"
+        )
+    ### BEGIN SOLUTION (Exercise 1.4)
+    return 1.0 / curvature
     ### END SOLUTION

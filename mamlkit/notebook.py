@@ -6,6 +6,9 @@ Used in every notebook under ``notebooks/``:
   shrink their loops: ``num_meta_iters = 20 if SMOKE_TEST else 20_000``.
 * ``show_source(fn)`` prints the tested code of a ``mamlkit`` function inside the notebook, so
   the notebook never carries a copy that could drift from the library.
+* ``show_mamlkit_origin()`` says which ``mamlkit`` the kernel imported, and warns when it is not
+  the one of the notebook's own repository (a student edition next to an installed instructor
+  copy, say), where edits to ``mamlkit/*.py`` would have no effect.
 * ``strip_notebook(path)`` removes outputs before a notebook is committed::
 
       python -m mamlkit.notebook strip notebooks/*.ipynb
@@ -21,7 +24,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["SMOKE_TEST", "smoke_test_from_env", "show_source", "strip_notebook", "main"]
+__all__ = ["SMOKE_TEST", "main", "mamlkit_origin", "show_mamlkit_origin", "show_source", "smoke_test_from_env", "strip_notebook"]
 
 # Values of CI / MAMLKIT_SMOKE that mean "off" (compared case-insensitively).
 _FALSE_VALUES = {"", "0", "false"}
@@ -77,6 +80,47 @@ def show_source(obj: object) -> None:
     longest = max((len(run) for run in re.findall(r"`+", source)), default=0)
     fence = "`" * max(3, longest + 1)
     display(Markdown(f"`{where}`\n\n{fence}python\n{source}{fence}"))
+
+
+def mamlkit_origin(cwd: str | os.PathLike | None = None) -> tuple[Path, Path | None]:
+    """Where the imported ``mamlkit`` lives, and the repository the working directory is in.
+
+    Args:
+        cwd: the notebook's folder (default: the current directory, which is the notebook's
+            folder in Jupyter and under nbval).
+
+    Returns:
+        ``(imported, expected)``: the repository root holding the imported package, and the
+        nearest folder at or above ``cwd`` that holds ``mamlkit/__init__.py`` (``None`` if none).
+    """
+    import mamlkit
+
+    imported = Path(mamlkit.__file__).resolve().parents[1]
+    here = Path(cwd if cwd is not None else os.getcwd()).resolve()
+    expected = next((d for d in (here, *here.parents) if (d / "mamlkit" / "__init__.py").is_file()), None)
+    return imported, expected
+
+
+def show_mamlkit_origin(cwd: str | os.PathLike | None = None) -> bool:
+    """Print which ``mamlkit`` this kernel imported; warn when it is not this repository's.
+
+    The setup cell of each notebook puts its repository first on ``sys.path`` and then calls
+    this, so a learner sees at once whether the code they edit is the code that runs.
+
+    Returns:
+        ``True`` when the imported ``mamlkit`` is the one of the notebook's repository (or the
+        notebook is not inside a repository).
+    """
+    imported, expected = mamlkit_origin(cwd)
+    if expected is None or expected == imported:
+        print(f"mamlkit: {imported / 'mamlkit'} (this repository)")
+        return True
+    print(
+        f"⚠ mamlkit was imported from {imported / 'mamlkit'}, but this notebook belongs to {expected}: "
+        f"your edits to {expected / 'mamlkit'} will not run. Restart the kernel and run the first cell "
+        f"again, or start Jupyter from {expected} (pip install -e {expected} makes it the installed copy)."
+    )
+    return False
 
 
 # Cell metadata that changes on every run and says nothing about the notebook's content.

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mamlkit.autograd_warmups import product_gradients, q_gradients
+from mamlkit.autograd_warmups import one_step_inner_lr, product_gradients, q_gradients, two_step_factor
 
 
 def leaves(*values, dtype=torch.float64):
@@ -124,3 +124,78 @@ def test_product_gradients_needs_scalars_that_require_grad():
         product_gradients(torch.tensor(2.0), y)
     with pytest.raises(ValueError, match=r"must be scalars \(0-dimensional tensors\), got shapes \(2,\) and \(\)"):
         product_gradients(torch.zeros(2, requires_grad=True), y)
+
+
+# --- Exercises 1.3 and 1.4: the closed forms of notebook 01, against autograd -----------------
+
+
+def quadratic_task(curvature: float):
+    """A support loss c/2·(θ − 2)² (curvature c, minimum at 2) and a query loss (θ − 3)²."""
+
+    def support_loss(theta):
+        return 0.5 * curvature * (theta - 2.0) ** 2
+
+    def query_loss(phi):
+        return (phi - 3.0) ** 2
+
+    return support_loss, query_loss
+
+
+def inner_step(support_loss, theta, inner_lr):
+    (grad,) = torch.autograd.grad(support_loss(theta), theta, create_graph=True)
+    return theta - inner_lr * grad
+
+
+@pytest.mark.ex1_3
+@pytest.mark.parametrize("inner_lr, curvature", [(0.1, 5.0), (0.3, 2.0), (0.0, 4.0), (0.5, 5.0)])
+def test_two_step_factor_scales_the_query_gradient_after_two_steps(inner_lr, curvature):
+    support_loss, query_loss = quadratic_task(curvature)
+    theta = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+    phi_2 = inner_step(support_loss, inner_step(support_loss, theta, inner_lr), inner_lr)
+    (meta_grad,) = torch.autograd.grad(query_loss(phi_2), theta)
+    query_grad = 2 * (phi_2.item() - 3.0)  # L_Q'(φ₂)
+    expected = meta_grad.item() / query_grad  # what autograd says the factor is
+    factor = two_step_factor(inner_lr, curvature)
+    assert isinstance(factor, float), f"two_step_factor should return a Python float, got {type(factor).__name__}"
+    assert factor == pytest.approx(expected, abs=1e-12), (
+        f"with α = {inner_lr} and L_S'' = {curvature}, autograd's meta-gradient is {expected:.6g} × L_Q'(φ₂), "
+        f"but two_step_factor returned {factor:.6g}; each step multiplies dφ/dθ by (1 − α L_S''), and "
+        "there are two steps"
+    )
+
+
+def test_two_step_factor_refuses_bad_input():
+    with pytest.raises(ValueError, match="inner_lr must be >= 0, got -0.1"):
+        two_step_factor(-0.1, 5.0)
+    with pytest.raises(TypeError, match="curvature must be a Python number, got Tensor"):
+        two_step_factor(0.1, torch.tensor(5.0))
+    with pytest.raises(ValueError, match="inner_lr must be finite"):
+        two_step_factor(float("nan"), 5.0)
+
+
+@pytest.mark.ex1_4
+@pytest.mark.parametrize("curvature", [5.0, 0.5, 2.0])
+def test_one_step_inner_lr_lands_on_the_minimum_from_any_theta(curvature):
+    support_loss, query_loss = quadratic_task(curvature)
+    inner_lr = one_step_inner_lr(curvature)
+    assert isinstance(inner_lr, float), f"one_step_inner_lr should return a Python float, got {type(inner_lr).__name__}"
+    for start in (-3.0, 0.5, 7.0):
+        theta = torch.tensor(start, dtype=torch.float64, requires_grad=True)
+        phi = inner_step(support_loss, theta, inner_lr)
+        assert phi.item() == pytest.approx(2.0, abs=1e-12), (
+            f"with L_S'' = {curvature} and α = one_step_inner_lr(...) = {inner_lr:.6g}, one step from θ = {start} "
+            f"should land on the minimum θ* = 2, but reached φ = {phi.item():.6g}; which α makes "
+            "φ = θ − α·L_S''·(θ − θ*) equal θ* for every θ?"
+        )
+        (meta_grad,) = torch.autograd.grad(query_loss(phi), theta)
+        assert abs(meta_grad.item()) < 1e-12, (
+            f"at that α the meta-gradient should vanish for every θ, got {meta_grad.item():.3g} at θ = {start}"
+        )
+
+
+def test_one_step_inner_lr_needs_a_positive_curvature():
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="curvature must be positive"):
+            one_step_inner_lr(bad)
+    with pytest.raises(TypeError, match="curvature must be a Python number, got str"):
+        one_step_inner_lr("5")

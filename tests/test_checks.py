@@ -1,6 +1,7 @@
 """Tests for mamlkit/checks.py and the notebook helpers in mamlkit/notebook.py."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -239,3 +240,19 @@ def test_strip_cli(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("stripped")
     notebook_cli(["strip", str(path)])
     assert capsys.readouterr().out.startswith("clean")
+
+
+def test_show_mamlkit_origin_names_this_repository_and_warns_about_another(tmp_path, capsys):
+    from mamlkit.notebook import mamlkit_origin, show_mamlkit_origin
+
+    repo = Path(__file__).resolve().parents[1]
+    assert show_mamlkit_origin(repo / "notebooks") is True
+    assert capsys.readouterr().out == f"mamlkit: {repo / 'mamlkit'} (this repository)\n"
+    other = tmp_path / "student"
+    (other / "mamlkit").mkdir(parents=True)
+    (other / "mamlkit/__init__.py").write_text("")
+    (other / "notebooks").mkdir()
+    assert mamlkit_origin(other / "notebooks") == (repo, other)
+    assert show_mamlkit_origin(other / "notebooks") is False
+    out = capsys.readouterr().out
+    assert out.startswith(f"⚠ mamlkit was imported from {repo / 'mamlkit'}, but this notebook belongs to {other}")

@@ -665,10 +665,10 @@ def test_ipython_shows_the_hint_instead_of_a_traceback():
         shell = InteractiveShell.instance()
         install_exercise_hints()
         assert shell.custom_exceptions == (NotImplementedError,)
-        stub = shell.run_cell('raise NotImplementedError("Exercise 2.1: the inner loop `adapt`; see notes")')
-        print("STUB FAILED:", stub.error_in_exec is not None)
         other = shell.run_cell('raise NotImplementedError("not an exercise")')
         print("OTHER FAILED:", other.error_in_exec is not None)
+        stub = shell.run_cell('raise NotImplementedError("Exercise 2.1: the inner loop `adapt`; see notes")')
+        print("STUB FAILED:", stub.error_in_exec is not None)
         ''')
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     output = result.stdout + result.stderr
@@ -937,3 +937,34 @@ def test_gradescope_autograder_grades_reference_edition_and_one_exercise(two_cou
     assert run_autograder(student)["score"] == 0
     one = run_autograder(only_2_1)
     assert one["score"] == 20 and [t["score"] for t in one["tests"]] == [0, 20]
+
+
+def test_after_a_hint_later_cells_are_skipped_until_the_stopped_cell_runs_again():
+    script = textwrap.dedent('''\
+        from IPython.core.interactiveshell import InteractiveShell
+        from mamlkit.classroom.hints import install_exercise_hints
+
+        shell = InteractiveShell.instance()
+        install_exercise_hints()
+        install_exercise_hints()  # a second setup run must not stack the hooks
+        shell.user_ns["DONE"] = False
+        shell.run_cell("def adapt():\\n    if not DONE:\\n        raise NotImplementedError('Exercise 2.1: the inner loop; see notes')\\n    return 1")
+        stopped = "phi = adapt()"
+        print("STOPPED:", shell.run_cell(stopped).error_in_exec is not None)
+        later = shell.run_cell("print(phi + 1)")
+        print("LATER ERROR:", later.error_in_exec)
+        shell.run_cell("check_exercise = lambda i: print('CHECKED', i)")  # skipped too
+        shell.user_ns["check_exercise"] = lambda i: print("CHECKED", i)
+        shell.run_cell("check_exercise('2.1')")
+        shell.user_ns["DONE"] = True  # the learner finishes the exercise
+        print("AGAIN:", shell.run_cell(stopped).error_in_exec)
+        shell.run_cell("print('PHI', phi + 1)")
+        ''')
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "STOPPED: True" in output
+    assert "Skipped: this cell comes after Exercise 2.1, which is not done yet." in output
+    assert "NameError" not in output and "LATER ERROR: None" in output
+    assert "CHECKED 2.1" in output, "a check cell runs even after a hint"
+    assert "AGAIN: None" in output and "PHI 2" in output, "running the stopped cell again lifts the stop"

@@ -34,7 +34,8 @@ from pathlib import Path
 import pytest
 
 from mamlkit.classroom.exercises import EXERCISES
-from mamlkit.classroom.grade import check_student_tests
+from mamlkit.classroom.grade import _stub_exercise, check_student_tests
+from mamlkit.classroom.reference import _splice, check_isolation, plan_composite, reference_functions
 from mamlkit.classroom.student import BEGIN_MARKER, build_student_edition, find_leaks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,11 +124,83 @@ def test_the_student_edition_gives_no_solution_away(edition):
         assert stub in text, f"{where} in the student edition has no stub of {exercise.label} ({stub!r})"
 
 
-def test_in_the_student_edition_exactly_the_exercise_tests_fail_each_at_its_stub(edition):
+@pytest.fixture(scope="module")
+def edition_run(edition):
+    """One run of every test of the edition (without data), reused by the tests below."""
     out, _ = edition
     env = {k: v for k, v in os.environ.items() if k != "MAMLKIT_DATA"}
-    problems, record = check_student_tests(out, ignore=(THIS_FILE, *NOT_RUN_IN_THE_EDITION), timeout=600, env=env)
+    return check_student_tests(out, ignore=(THIS_FILE, *NOT_RUN_IN_THE_EDITION), timeout=600, env=env)
+
+
+def test_in_the_student_edition_exactly_the_exercise_tests_fail_each_at_its_stub(edition_run):
+    problems, record = edition_run
     assert not problems, (
         f"the tests of the student edition ({len(record['tests'])} run) are not red exactly at the "
         "exercises:\n" + "\n".join(problems) + _uncommitted_note()
     )
+
+
+def _solved_alone(edition_root: Path, exercise, references, tmp: Path) -> Path:
+    """A copy of the edition's modules with one exercise's reference solution written in."""
+    submission = tmp / f"solved_{exercise.marker}"
+    for rel in {ref.path for refs in references.values() for ref in refs}:
+        (submission / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(edition_root / rel, submission / rel)
+    for rel in {ref.path for ref in references[exercise.id]}:
+        refs = [ref for ref in references[exercise.id] if ref.path == rel]
+        text = _splice((submission / rel).read_text(encoding="utf-8"), rel, refs)
+        (submission / rel).write_text(text, encoding="utf-8")
+    return submission
+
+
+def test_every_exercise_solved_alone_earns_its_points_and_no_other(edition, edition_run, tmp_path):
+    """For each exercise X, a submission that solves X alone earns X's points and no other.
+
+    Grading X, the grader runs the instructor's code in every module (checked here file by file),
+    which the rest of this suite shows passes every test: X earns its points. Grading Y ≠ X, it
+    runs exactly what it runs for the untouched edition (checked here too); there, at least one
+    of Y's tests stopped at Y's own stub in the edition run, and such a test reaches that stub
+    the same way when the other exercises are solved (before it, no other exercise's code ran:
+    that would have raised first), so under the all-or-nothing policy Y earns nothing.
+
+    ``python -m mamlkit.classroom verify`` also runs every exercise test with all the other
+    exercises solved, which finds tests marked for an exercise they do not need (they matter
+    for the proportional policy); that takes minutes, so it is not repeated here.
+    """
+    out, _ = edition
+    problems = check_isolation(REPO)
+    assert not problems, "exercises that cannot be graded on their own:\n" + "\n".join(problems)
+    references = reference_functions(REPO)
+    reference_text = {
+        rel: "".join(
+            line for line in (REPO / rel).read_text(encoding="utf-8").splitlines(keepends=True)
+            if not line.lstrip().startswith(("### BEGIN SOLUTION", "### END SOLUTION"))
+        )
+        for rel in {ref.path for refs in references.values() for ref in refs}
+    }
+    graded = [e for e in EXERCISES if e.module is not None]
+    for exercise in graded:
+        submission = _solved_alone(out, exercise, references, tmp_path)
+        own = plan_composite(submission, exercise, references, REPO)
+        for rel, text in reference_text.items():
+            code = own.files.get(rel, (submission / rel).read_text(encoding="utf-8"))
+            assert code == text, (
+                f"grading {exercise.label} of a submission that solves it alone does not run the reference {rel}"
+            )
+        for other in graded:
+            if other is not exercise:
+                assert (
+                    plan_composite(submission, other, references, REPO).files
+                    == plan_composite(out, other, references, REPO).files
+                ), f"grading {other.label} of a submission that solves only {exercise.label} runs other code than in the edition"
+    _, record = edition_run
+    for exercise in graded:
+        at_own_stub = [
+            t["nodeid"] for t in record["tests"]
+            if exercise.marker in t["markers"] and t["outcome"] in ("failed", "error")
+            and _stub_exercise(t["message"]) == exercise.id
+        ]
+        assert at_own_stub, (
+            f"no test of {exercise.label} stops at its own stub in the student edition, so a submission "
+            f"that solves every other exercise could earn {exercise.label}'s points without it"
+        )

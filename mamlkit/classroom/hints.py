@@ -71,23 +71,50 @@ def exercise_hint(error: BaseException, exercises: tuple[Exercise, ...] = EXERCI
     return f"{exercise.label} is not done yet: {where}, then run check_exercise('{exercise.id}')."
 
 
+#: Cells that run even after a hint: checking an exercise, and the setup cell.
+_ALWAYS_RUN = ("check_exercise(", "install_exercise_hints(", "%tb", "%debug")
+
+
 def install_exercise_hints(exercises: tuple[Exercise, ...] = EXERCISES) -> None:
     """Show a short hint, not a traceback, when a notebook reaches an unfinished exercise.
 
     Registers an IPython handler for ``NotImplementedError``. Errors that are not exercise
     stubs get IPython's usual traceback. After a hint, ``%tb`` still shows the full traceback.
+
+    After a hint, the cells that follow are skipped, each with a one-line note, rather than
+    failing one after another with a ``NameError`` for what the stopped cell did not compute
+    (in Jupyter and under nbval alike). Running the stopped cell again lifts the stop; cells
+    that call ``check_exercise`` always run.
     Outside IPython this does nothing. (It returns nothing, so a setup cell that ends with it
     shows no output.)
     """
     shell = _get_ipython()
     if shell is None:
         return
+    state = {"running": None, "stopped_at": None, "exercise": None}
+
+    def before_cell(info) -> None:
+        state["running"] = info.raw_cell.rstrip("\n")
+
+    def skip_after_hint(lines: list[str]) -> list[str]:
+        source = "".join(lines).rstrip("\n")
+        if source == state["stopped_at"]:
+            state["stopped_at"] = None  # the learner runs the cell that stopped again: try it
+        if state["stopped_at"] is None or any(f in source for f in _ALWAYS_RUN):
+            return lines
+        message = (
+            f"Skipped: this cell comes after {state['exercise']}, which is not done yet. Finish it, "
+            "then run the cell that stopped again, and go on from there."
+        )
+        return [f"print({message!r})\n"]
 
     def handler(shell, etype, value, tb, tb_offset=None):
         hint = exercise_hint(value, exercises)
         if hint is None:
             shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
             return None
+        # Later cells need what this one did not compute: skip them instead of a NameError each.
+        state["stopped_at"], state["exercise"] = state["running"], hint.split(" is not done yet")[0]
         # Keep the traceback for %tb and %debug, as IPython's own handler would.
         sys.last_type, sys.last_value, sys.last_traceback = etype, value, tb
         where = _raised_in(tb, _default_root())
@@ -99,6 +126,14 @@ def install_exercise_hints(exercises: tuple[Exercise, ...] = EXERCISES) -> None:
         return None
 
     shell.set_custom_exc((NotImplementedError,), handler)
+    # Running the setup cell again replaces the hooks rather than adding a second set.
+    previous = getattr(shell, "_mamlkit_hint_hooks", None)
+    if previous is not None:
+        shell.events.unregister("pre_run_cell", previous[0])
+        shell.input_transformers_cleanup.remove(previous[1])
+    shell.events.register("pre_run_cell", before_cell)
+    shell.input_transformers_cleanup.insert(0, skip_after_hint)
+    shell._mamlkit_hint_hooks = (before_cell, skip_after_hint)
 
 
 def _default_root() -> Path:
