@@ -234,8 +234,18 @@ def adapt(
         first_order: if True, treat each inner gradient as a constant (first-order MAML):
             cheaper, but the meta-gradient ignores how the steps depend on θ.
 
+    Any ``nn.Module`` works. Tensors of θ with ``requires_grad=False`` are frozen (used, never
+    adapted), tensors the loss never reaches keep their values (zero gradient), and neither
+    the module (its buffers included) nor ``params`` change. A dict in which no tensor requires
+    grad (weights loaded from a file) adapts every tensor.
+
     Returns:
         φ, the adapted parameters, a dict of tensors that are differentiable functions of θ.
+
+    Raises:
+        TypeError, ValueError: an argument does not fit (the message names it and says what is
+            allowed), e.g. a non-finite ``inner_lr``, a loss that is not one number, inputs of
+            another dtype than θ, or a call under ``torch.no_grad()``.
     """
     check_params(model, params)
     check_inner_loop_args(inner_lr, inner_steps, params)
