@@ -33,9 +33,9 @@ from mamlkit import checkpoints, distributed
 from mamlkit.errors import CheckpointError, ConfigError
 from mamlkit.evaluate import evaluate
 from mamlkit.functional import get_params
-from mamlkit.outer_loop import NonFiniteError, nonfinite_guard
 from mamlkit.losses import cross_entropy
 from mamlkit.models import Conv4
+from mamlkit.outer_loop import NonFiniteError, nonfinite_guard
 from mamlkit.methods import ALGORITHMS, build_method
 from mamlkit.methods import outer_step as method_outer_step
 
