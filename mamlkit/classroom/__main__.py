@@ -7,6 +7,7 @@ Commands:
     grade               grade a submission, each exercise on its own (``--json`` to save)
     check ID            run one exercise's tests, as ``check_exercise`` does in a notebook
     gradescope OUT.zip  write the Gradescope autograder zip
+    grade-checkpoint CKPT  points for a trained checkpoint's accuracy on fixed validation tasks
 """
 
 from __future__ import annotations
@@ -93,6 +94,19 @@ def _gradescope(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grade_checkpoint(args: argparse.Namespace) -> int:
+    from .performance import grade_checkpoint
+
+    extra = ("--data-root", str(args.data_root)) if args.data_root else ()
+    result = grade_checkpoint(args.checkpoint, num_tasks=args.tasks, seed=args.seed,
+                              time_limit_s=args.time_limit, extra_args=extra)
+    print(f"{result.points}/{result.max_points} points: {result.message}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     try:
         return 0 if check_exercise(args.exercise, root=args.root, timeout=args.timeout) else 1
@@ -144,6 +158,15 @@ def main(argv: list[str] | None = None) -> int:
     gradescope.add_argument("out", type=Path, help="the zip to write, e.g. autograder.zip")
     gradescope.add_argument("--src", type=Path, default=Path.cwd(), help="the instructor edition (default: .)")
     gradescope.set_defaults(run=_gradescope)
+
+    perf = commands.add_parser("grade-checkpoint", help="points for a trained checkpoint's accuracy")
+    perf.add_argument("checkpoint", type=Path, help="the submitted weights (model.pt)")
+    perf.add_argument("--tasks", type=int, default=200, help="fixed validation tasks (default: 200)")
+    perf.add_argument("--seed", type=int, default=2024, help="seed of the fixed tasks (default: 2024)")
+    perf.add_argument("--time-limit", type=float, default=600, help="seconds allowed (default: 600)")
+    perf.add_argument("--data-root", type=Path, default=None, help="the Omniglot folder")
+    perf.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
+    perf.set_defaults(run=_grade_checkpoint)
 
     check = commands.add_parser("check", help="run one exercise's tests")
     check.add_argument("exercise", help="e.g. 2.1")
