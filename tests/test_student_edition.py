@@ -132,6 +132,19 @@ def edition_run(edition):
     return check_student_tests(out, ignore=(THIS_FILE, *NOT_RUN_IN_THE_EDITION), timeout=600, env=env)
 
 
+def test_the_edition_has_the_students_readme_and_classroom_workflow(edition):
+    out, _ = edition
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    assert readme != (REPO / "README.md").read_text(encoding="utf-8")
+    for instructor_only in ("build-student", "classroom verify", "classroom grade", "gradescope", "--reference",
+                            "instructor edition", "For instructors"):
+        assert instructor_only not in readme, f"the student README mentions {instructor_only!r}"
+    for exercise in EXERCISES:
+        assert f"| {exercise.id} | {exercise.title} | {exercise.points} |" in readme
+    assert (out / ".github/workflows/classroom.yml").is_file()
+    assert not (out / ".github/workflows/ci.yml").exists(), "the maintainers' CI would run on the stubs"
+
+
 def test_in_the_student_edition_exactly_the_exercise_tests_fail_each_at_its_stub(edition_run):
     problems, record = edition_run
     assert not problems, (
