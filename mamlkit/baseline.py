@@ -11,10 +11,11 @@ fine-tuned on a new task's support set with exactly the inner loop MAML uses,
 isolates the one thing that differs: how θ was trained.
 
 The paper fine-tunes the baseline "using an automatically tuned step size": MAML's α = 0.01
-makes the pretrained network's fine-tuning overshoot on many tasks. The reason is curvature:
-``notebooks/03_outer_loop.ipynb`` measures the largest eigenvalue of the support loss's Hessian
-(:func:`mamlkit.curvature.top_eigenvalue`) at both θ, and the pretrained one is the steeper, so
-a step that is safe from MAML's θ overshoots from it. :func:`choose_inner_lr` picks α from a few candidates on
+makes the pretrained network's fine-tuning overshoot on many tasks (the table of
+``notebooks/03_outer_loop.ipynb`` counts them). The top curvature of the support loss alone does
+not explain it: the notebook measures the largest Hessian eigenvalue at both θ
+(:func:`mamlkit.curvature.top_eigenvalue`), and which θ is steeper depends on how long each was
+trained. :func:`choose_inner_lr` picks α from a few candidates on
 validation tasks, never on the test tasks.
 
 For sine waves the average over tasks of :math:`A\sin(x - \psi)` is a single smooth bump, and
