@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from helpers import regression_tasks, tiny_mlp
+
 from mamlkit.functional import get_params
 from mamlkit.losses import mse
 from mamlkit.memory_cost import graph_memory, meta_step_cost

@@ -3,8 +3,16 @@
 import pytest
 import torch
 
-from mamlkit.quadratic_toy import (QuadraticTasks, example_tasks, maml_loss, maml_solution, one_step,
-                                   pretrain_loss, pretrain_solution, taylor_terms)
+from mamlkit.quadratic_toy import (
+    QuadraticTasks,
+    example_tasks,
+    maml_loss,
+    maml_solution,
+    one_step,
+    pretrain_loss,
+    pretrain_solution,
+    taylor_terms,
+)
 
 
 def _grad(fn, theta):

@@ -9,8 +9,13 @@ import torch
 
 from mamlkit.meta_overfitting import OverfittingRun
 from mamlkit.quadratic_toy import example_tasks
-from mamlkit.theory_plots import (plot_correction_ratio, plot_meta_loss_1d, plot_meta_overfitting, plot_quadratic_toy,
-                                  plot_step_cost)
+from mamlkit.theory_plots import (
+    plot_correction_ratio,
+    plot_meta_loss_1d,
+    plot_meta_overfitting,
+    plot_quadratic_toy,
+    plot_step_cost,
+)
 
 
 def test_quadratic_toy_draws_one_arrow_per_task_from_each_start():

@@ -6,8 +6,14 @@ import torch
 from mamlkit.functional import get_params
 from mamlkit.models import Conv4
 from mamlkit.tasks import TaskBatch
-from mamlkit.transfer_baseline import (evaluate_transfer, features, fine_tune_heads, head_accuracy,
-                                       pretrain_classifier, rotated_classes)
+from mamlkit.transfer_baseline import (
+    evaluate_transfer,
+    features,
+    fine_tune_heads,
+    head_accuracy,
+    pretrain_classifier,
+    rotated_classes,
+)
 
 
 def test_rotated_classes_gives_each_rotation_of_each_character_its_own_label():
