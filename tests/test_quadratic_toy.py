@@ -49,7 +49,7 @@ def test_one_step_is_a_gradient_step_on_each_task():
     theta = torch.tensor([0.3, -0.7], dtype=torch.float64)
     for i in range(3):
         single = QuadraticTasks(tasks.centres[i:i + 1], tasks.curvatures[i:i + 1])
-        expected = theta - 0.1 * _grad(lambda t: single.losses(t).sum(), theta)
+        expected = theta - 0.1 * _grad(lambda t, task=single: task.losses(t).sum(), theta)
         torch.testing.assert_close(one_step(tasks, theta, 0.1)[i], expected)
 
 
