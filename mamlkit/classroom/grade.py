@@ -41,7 +41,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .exercises import EXERCISES, Exercise, exercise_id_from_marker, marker_expression, marker_name
+from .exercises import EXERCISES, Exercise, marker_expression, marker_name
 
 __all__ = [
     "HIDDEN_MARKER",
@@ -100,7 +100,11 @@ def _stub_exercise(message: str) -> str | None:
 
 
 def classify(outcome: str, message: str, own_ids: tuple[str, ...] | list[str]) -> str:
-    """``"waiting"`` for a failure at the stub of an exercise other than ``own_ids``; else ``outcome``."""
+    """``"waiting"`` for a failure at the stub of an exercise not in ``own_ids``; else ``outcome``.
+
+    ``own_ids`` is the exercise being checked or graded: a test of 2.1 that also carries 3.1's
+    marker and stops at 3.1's stub waits for 3.1, as far as 2.1 is concerned.
+    """
     if outcome in ("failed", "error"):
         stub_of = _stub_exercise(message)
         if stub_of is not None and stub_of not in own_ids:
@@ -420,11 +424,11 @@ def _outcomes_for(record: dict, exercise: Exercise) -> list[TestOutcome]:
     for test in record["tests"]:
         if exercise.marker not in test["markers"]:
             continue
-        own = [i for i in map(exercise_id_from_marker, test["markers"]) if i]
         outcomes.append(
             TestOutcome(
                 test["nodeid"],
-                classify(test["outcome"], test.get("message", ""), own),
+                # From this exercise's side, a stop at any other exercise's stub is a wait.
+                classify(test["outcome"], test.get("message", ""), (exercise.id,)),
                 test.get("message", ""),
                 HIDDEN_MARKER in test["markers"],
                 test.get("detail", ""),
