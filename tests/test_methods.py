@@ -248,6 +248,11 @@ def test_a_class_without_support_examples_is_a_clear_error():
 
 
 # -- building, errors, evaluation ------------------------------------------------------
+def test_metasgd_without_rates_is_a_clear_error():
+    with pytest.raises(ValueError, match="MetaSGD needs learned_rates"):
+        MetaSGD(0.4, 1)
+
+
 def test_unknown_algorithm_is_a_clear_error():
     with pytest.raises(ValueError, match="algorithm must be one of"):
         build_method("reptile", {"head.weight": torch.zeros(2, 2), "head.bias": torch.zeros(2)})

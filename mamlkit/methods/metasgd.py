@@ -34,6 +34,12 @@ class MetaSGD(MAML):
 
     name = "metasgd"
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.learned_rates, dict):
+            raise ValueError("MetaSGD needs learned_rates: one tensor shaped like each parameter "
+                             "(see init_elementwise_rates, or build_method('metasgd', params))")
+
     @staticmethod
     def init_rates(params: Params, inner_lr: float, learn: bool = True):
         """Per-element rates starting at α; Meta-SGD always learns them."""
