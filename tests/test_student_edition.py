@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,32 @@ def test_every_exercise_solved_alone_earns_its_points_and_no_other(edition, edit
             f"no test of {exercise.label} stops at its own stub in the student edition, so a submission "
             f"that solves every other exercise could earn {exercise.label}'s points without it"
         )
+
+
+def test_check_shows_a_tick_for_a_correct_2_1_alone_and_names_the_create_graph_mistake_first(edition, tmp_path):
+    """As a learner: Exercise 2.1 written (the reference solution) and nothing else, then the
+    classic mistake, the inner gradient without ``create_graph=True``."""
+    out, _ = edition
+    student = tmp_path / "student"
+    shutil.copytree(out, student)
+    refs = reference_functions(REPO)["2.1"]
+    module = student / refs[0].path
+    module.write_text(_splice(module.read_text(encoding="utf-8"), refs[0].path, refs), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "MAMLKIT_DATA"}
+
+    def check() -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "mamlkit.classroom", "check", "2.1", "--root", str(student)]
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+
+    solved = check()
+    assert solved.returncode == 0, solved.stdout + solved.stderr
+    assert solved.stdout.startswith("✓ Exercise 2.1 "), solved.stdout
+    correct = 'torch.autograd.grad(loss, tuple(params.values()), create_graph=True)'
+    text = module.read_text(encoding="utf-8")
+    assert correct in text
+    module.write_text(text.replace(correct, "torch.autograd.grad(loss, tuple(params.values()))"), encoding="utf-8")
+    mistaken = check()
+    assert mistaken.returncode == 1, mistaken.stdout + mistaken.stderr
+    assert mistaken.stdout.startswith("✗ Exercise 2.1 "), mistaken.stdout
+    first = mistaken.stdout.split("✗ 1. ", 1)[1].split("\n✗ 2. ", 1)[0]
+    assert "create_graph=True" in first, f"the first failure should name create_graph=True:\n{first}"

@@ -153,10 +153,16 @@ def _indent(text: str, prefix: str = "      ") -> str:
     return "\n".join(prefix + line for line in text.splitlines())
 
 
+_MAX_LINES = 25  # of one failure's message; a gradcheck error prints whole Jacobians
+
+
 def _explains_itself(message: str) -> bool:
-    """Whether a failure message says what was expected; a bare ``assert x == y`` does not."""
+    """Whether a failure message says what was expected; a bare ``assert x == y`` does not, nor
+    does a gradcheck error, which is two Jacobians."""
     first = message.splitlines()[0] if message else ""
-    return bool(first) and not first.startswith(("assert ", "AssertionError: assert ")) and first != "AssertionError"
+    return bool(first) and not first.startswith(
+        ("assert ", "AssertionError: assert ", "torch.autograd.gradcheck.GradcheckError")
+    ) and first != "AssertionError"
 
 
 def check_exercise(
@@ -205,6 +211,13 @@ def check_exercise(
     skipped = [t for t, kind in tests if kind == "skipped"]
     waiting = [t for t, kind in tests if kind == "waiting"]
     failing = [(t, kind) for t, kind in tests if kind not in ("passed", "skipped", "waiting")]
+    # The most telling failure first: the tests of the exercise's own module, then those whose
+    # message says what was expected, then the rest, each group in the order pytest ran them.
+    own_file = f"test_{Path(exercise.module).stem}.py" if exercise.module else None
+    failing.sort(key=lambda pair: (
+        pair[0]["nodeid"].split("::")[0].rsplit("/", 1)[-1] != own_file,
+        not _explains_itself(pair[0]["message"]),
+    ))
     own = len(tests) - len(skipped) - len(waiting)
     summary = f"{exercise.label} ({exercise.title}): your tests: {len(passed)} of {own} pass"
     if waiting:
@@ -222,7 +235,10 @@ def check_exercise(
         name = test["nodeid"].split("::", 1)[-1]
         print(f"\n✗ {number}. {name} ({kind})")
         if test["message"]:
-            print(_indent(test["message"]))
+            lines = test["message"].splitlines()
+            shown = "\n".join(lines[:_MAX_LINES])
+            more = f"\n… ({len(lines) - _MAX_LINES} more lines)" if len(lines) > _MAX_LINES else ""
+            print(_indent(shown + more))
         if not _explains_itself(test["message"]) and test.get("detail"):
             print("    where it failed:")
             print(_indent(test["detail"]))
