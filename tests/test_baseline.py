@@ -4,8 +4,8 @@ import math
 
 import pytest
 import torch
-
 from helpers import regression_tasks, tiny_mlp
+
 from mamlkit import baseline
 from mamlkit.baseline import choose_inner_lr, fine_tune, pooled_loss, pretrain
 from mamlkit.evaluate import adaptation_curve

@@ -6,8 +6,17 @@ import pytest
 import torch
 
 from mamlkit.evaluate import mean_confidence_interval
-from mamlkit.sine_experiment import (PAPER_MSE, SineEvaluation, evaluate_sine, evaluation_tasks, main,
-                                     markdown_table, train_sine_maml, train_sine_pretrained, tune_fine_tune_lr)
+from mamlkit.sine_experiment import (
+    PAPER_MSE,
+    SineEvaluation,
+    evaluate_sine,
+    evaluation_tasks,
+    main,
+    markdown_table,
+    train_sine_maml,
+    train_sine_pretrained,
+    tune_fine_tune_lr,
+)
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,13 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from mamlkit.sine_experiment import SineEvaluation  # noqa: E402
-from mamlkit.sine_plots import (plot_mse_curves, plot_mse_distribution, plot_sine_adaptation,  # noqa: E402
-                                plot_sine_fits, plot_training_losses)
+from mamlkit.sine_plots import (  # noqa: E402
+    plot_mse_curves,
+    plot_mse_distribution,
+    plot_sine_adaptation,
+    plot_sine_fits,
+    plot_training_losses,
+)
 from mamlkit.sinusoid import dense_grid, sample_sinusoid_tasks  # noqa: E402
 
 

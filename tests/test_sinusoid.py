@@ -5,8 +5,16 @@ import math
 import pytest
 import torch
 
-from mamlkit.sinusoid import (AMPLITUDE_RANGE, PHASE_RANGE, X_RANGE, SinusoidTasks, dense_grid,
-                              sample_sinusoid_tasks, sinusoid, sinusoid_sampler)
+from mamlkit.sinusoid import (
+    AMPLITUDE_RANGE,
+    PHASE_RANGE,
+    X_RANGE,
+    SinusoidTasks,
+    dense_grid,
+    sample_sinusoid_tasks,
+    sinusoid,
+    sinusoid_sampler,
+)
 from mamlkit.tasks import TaskBatch
 
 
