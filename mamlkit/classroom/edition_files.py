@@ -142,8 +142,8 @@ def classroom_workflow(exercises: tuple[Exercise, ...] = EXERCISES) -> str:
     runners = ",".join(_step_id(e) for e in exercises)
     return f"""name: Autograding Tests
 on:
-  - push
-  - repository_dispatch
+  push:
+  repository_dispatch:
 permissions:
   checks: write
   actions: read
