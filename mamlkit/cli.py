@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from mamlkit.errors import CheckpointError, ConfigError, MamlkitError, RunFolderError
-from mamlkit.train import TrainConfig
+from mamlkit.train import TrainConfig, changed_settings
 
 
 def _chunk(text: str) -> Optional[int]:
@@ -106,6 +106,8 @@ HELP = {
     "val_every": "validate every this many steps",
     "val_tasks": "validation tasks per validation",
     "checkpoint_every": "save the run every this many steps",
+    "skip_nonfinite": "skip a meta-step whose loss or meta-gradient is inf/nan (θ unchanged) and "
+                      "count the skips in the log, instead of stopping the run",
     "data_root": "folder with images_background.zip and images_evaluation.zip "
                  "(default: $MAMLKIT_DATA, then the user cache, then download)",
 }
@@ -246,13 +248,8 @@ def check_resume(config: TrainConfig, run_folder: Path) -> None:
     path = run_folder / "checkpoint.pt"
     if not path.exists():
         return
-    saved = dict(checkpoints.load(path)["config"])
-    if "method" in saved:  # the older name of `implementation`
-        saved.setdefault("implementation", saved.pop("method"))
-    free = {"iterations", "device", "data_root", "implementation", "method", "task_chunk_size"}
-    current = dataclasses.asdict(config)
-    changed = {k: (v, current[k]) for k, v in saved.items()
-               if k in current and k not in free and v != current[k]}
+    # The same list of settings free to change (train.RESUMABLE_SETTINGS) as Trainer.load_state.
+    changed = changed_settings(checkpoints.load(path)["config"], config)
     if changed:
         raise ConfigError(
             f"cannot resume {run_folder}: its checkpoint was made with different settings: "

@@ -130,7 +130,8 @@ def nonfinite_guard(params: Params, inner_lr: InnerLR = 0.0):
         if not all_finite(p.grad for p in with_grads):
             bad = [_name_of(p, params, inner_lr) for p in with_grads if not bool(torch.isfinite(p.grad).all())]
             optimizer.zero_grad(set_to_none=True)
-            raise NonFiniteError(refusal(f"the meta-gradient of {bad[:3]}", "inf/nan", inner_lr))
+            raise NonFiniteError(refusal(f"the meta-gradient of {bad[:3]}", "inf/nan", inner_lr,
+                                         _learning_rate(optimizer)))
 
     return refuse_nonfinite
 
@@ -221,7 +222,8 @@ def outer_step(
         loss, part_outputs = compute(model, params, part, loss_fn, inner_lr, inner_steps, first_order)
         if not bool(torch.isfinite(loss)):
             optimizer.zero_grad(set_to_none=True)
-            raise NonFiniteError(refusal("the query loss after adaptation", loss.item(), inner_lr))
+            raise NonFiniteError(refusal("the query loss after adaptation", loss.item(), inner_lr,
+                                         _learning_rate(optimizer)))
         # Weight each chunk by its share of the tasks, so the sum is the mean over all tasks.
         (loss * (part.num_tasks / num_tasks)).backward()
         outputs.append(part_outputs)
@@ -240,9 +242,41 @@ def _name_of(tensor: torch.Tensor, params: Params, inner_lr: InnerLR) -> str:
     return f"tensor of shape {tuple(tensor.shape)}"
 
 
-def refusal(quantity: str, value, inner_lr: InnerLR) -> str:
-    """The message of a refused meta-step: what was not finite, that θ is unchanged, likely causes."""
-    rate = "learned inner rates" if isinstance(inner_lr, dict) else f"inner_lr={inner_lr!r}"
+# Beyond these a learning rate is far outside any published MAML setting (Adam's meta_lr:
+# 1e-4 to 1e-2, and Adam moves every weight by about meta_lr per step; inner_lr: 0.01 to 0.4).
+TOO_LARGE_META_LR = 0.1
+TOO_LARGE_INNER_LR = 1.0
+
+
+def refusal(quantity: str, value, inner_lr: InnerLR, meta_lr=None) -> str:
+    """The message of a refused meta-step: what was not finite, that θ is unchanged, the likely cause.
+
+    The cause named is the learning rate that is actually extreme (``meta_lr``, the optimiser's
+    ``lr``, above :data:`TOO_LARGE_META_LR`; a fixed ``inner_lr`` or a learned rate above
+    :data:`TOO_LARGE_INNER_LR`); when neither is, the message says so and names the others.
+    """
+    if isinstance(inner_lr, dict):
+        largest = max((float(t.detach().abs().max()) for t in inner_lr.values()), default=0.0)
+        rate, inner = "learned inner rates", largest
+    else:
+        rate, inner = f"inner_lr={inner_lr!r}", float(inner_lr)
+    causes = []
+    if meta_lr is not None and float(meta_lr) > TOO_LARGE_META_LR:
+        causes.append(f"meta_lr={float(meta_lr)!r} is too large (Adam moves every weight by about "
+                      "meta_lr each step; published runs use 1e-4 to 1e-2)")
+    if inner > TOO_LARGE_INNER_LR:
+        causes.append(f"{rate} too large: the inner steps diverge (published runs use 0.01 to 0.4; "
+                      "try a smaller inner_lr or fewer inner_steps)")
+    if not causes:
+        shown = rate + ("" if meta_lr is None else f", meta_lr={float(meta_lr)!r}")
+        causes.append(f"no learning rate is extreme ({shown}), so either the inner steps diverge "
+                      "for this model (try a smaller inner_lr or fewer inner_steps) or the data "
+                      "or the loss gives inf/nan")
     return (f"{quantity} is {value}: outer_step refused the update, θ and the optimizer state are "
-            f"unchanged. Likely cause: the inner steps diverge ({rate} too large for this model; try "
-            "a smaller inner_lr or fewer inner_steps), or meta_lr too large")
+            f"unchanged. Likely cause: {'; and '.join(causes)}")
+
+
+def _learning_rate(optimizer) -> Optional[float]:
+    """The optimiser's (first group's) ``lr``, for messages; None if it has none."""
+    lr = optimizer.param_groups[0].get("lr") if optimizer.param_groups else None
+    return None if lr is None else float(lr)

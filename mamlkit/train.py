@@ -142,6 +142,21 @@ class TrainConfig:
 
 META_LR_SCHEDULES = ("constant", "cosine")
 
+#: Settings a run may change when it resumes: how the steps are computed, how long the run
+#: goes on, and what is logged, validated and saved; not what a meta-step computes. Every
+#: other setting (the task shape, the learning rates, the algorithm, the network, the seed)
+#: is part of the run, so a checkpoint made with another value is refused.
+RESUMABLE_SETTINGS = ("iterations", "device", "data_root", "implementation", "task_chunk_size",
+                      "skip_nonfinite")
+
+
+def changed_settings(saved_config: dict, config: TrainConfig) -> dict:
+    """``{name: (saved, now)}`` for the settings outside :data:`RESUMABLE_SETTINGS` that differ."""
+    saved = upgrade_config(saved_config)
+    current = dataclasses.asdict(config)
+    return {name: (value, current[name]) for name, value in saved.items()
+            if name in current and name not in RESUMABLE_SETTINGS and value != current[name]}
+
 
 def meta_lr_at(config: TrainConfig, iteration: int) -> float:
     """The meta learning rate of meta-step ``iteration + 1`` (``iteration`` steps done).
@@ -257,11 +272,8 @@ class Trainer:
         }
 
     def load_state(self, state: dict) -> None:
-        # Settings that change how the steps are computed, not what they compute, may differ.
-        free = ("iterations", "device", "data_root", "implementation", "task_chunk_size", "skip_nonfinite")
-        saved = {k: v for k, v in upgrade_config(state["config"]).items() if k not in free}
-        current = {k: v for k, v in dataclasses.asdict(self.config).items() if k in saved}
-        changed = {k: (saved[k], current[k]) for k in saved if saved[k] != current.get(k)}
+        # Only the settings in RESUMABLE_SETTINGS may differ from the checkpoint's.
+        changed = changed_settings(state["config"], self.config)
         if changed:
             raise ValueError(
                 "cannot resume: the checkpoint was made with different settings "
@@ -316,9 +328,13 @@ class Trainer:
         if not self.config.skip_nonfinite:
             saved = (f"the last checkpoint, {self.checkpoint_path}, is intact"
                      if self.checkpoint_path.exists() else "no checkpoint was written yet")
-            raise NonFiniteError(f"training stopped at step {self.iteration + 1}: {error}. θ is unchanged "
-                                 f"and {saved}; resume after changing the setting, or with "
-                                 "skip_nonfinite=True to skip such batches") from error
+            raise NonFiniteError(
+                f"training stopped at step {self.iteration + 1}: {error}. θ is unchanged and {saved}. "
+                "To go on: start a new run (another run folder) with a smaller learning rate, since "
+                "meta_lr and inner_lr are part of a run and a checkpoint does not resume with other "
+                "values; or, if only some batches are bad, resume this run with --skip-nonfinite "
+                "(skip_nonfinite=True in Python), which skips them and counts the skips in the log"
+            ) from error
         self.iteration += 1
         self.skipped_nonfinite += 1
         return {}

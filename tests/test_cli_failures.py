@@ -500,3 +500,59 @@ def test_notebooks_show_mamlkit_errors_as_one_line(capsys):
     finally:
         shell.set_custom_exc((), None)
         InteractiveShell.clear_instance()
+
+
+# ------------------------------------------------------------- a step that is not finite
+
+
+class RandomOmniglotLikeTasks:
+    """Stand-in for the Omniglot samplers: random 28x28 images, so no data is needed."""
+
+    def __init__(self, config):
+        self.n_way, self.k_shot, self.n_query = config.n_way, config.k_shot, config.n_query
+
+    def sample(self, n, generator):
+        from mamlkit.tasks import TaskBatch
+
+        labels = torch.arange(self.n_way)
+        support = labels.repeat_interleave(self.k_shot).expand(n, -1).clone()
+        query = labels.repeat_interleave(self.n_query).expand(n, -1).clone()
+        return TaskBatch(torch.rand(n, support.shape[1], 1, 28, 28, generator=generator), support,
+                         torch.rand(n, query.shape[1], 1, 28, 28, generator=generator), query)
+
+
+@pytest.fixture
+def stand_in_tasks(monkeypatch):
+    import mamlkit.train
+
+    monkeypatch.setattr(mamlkit.train, "omniglot_task_samplers",
+                        lambda config: {"train": RandomOmniglotLikeTasks(config),
+                                        "val": RandomOmniglotLikeTasks(config)})
+    monkeypatch.setattr(mamlkit.train.Trainer, "plot", lambda self: None)
+
+
+def test_a_non_finite_step_names_the_extreme_rate_and_its_way_out_works(tmp_path, capsys, stand_in_tasks):
+    run_dir = str(tmp_path / "nf")
+    argv = ["train", "--run-dir", run_dir, "--iterations", "4", "--meta-lr", "1e30", "--meta-batch-size", "2",
+            "--val-tasks", "2", "--channels", "4", "--no-progress", "--checkpoint-every", "1", "--log-every", "1"]
+    status, out = run(argv, capsys)
+    line = one_error_line(out.err)
+    assert status == 1 and "meta_lr=1e+30 is too large" in line and "inner_lr=0.4 too large" not in line
+    assert "--skip-nonfinite" in line and "another run folder" in line
+    # The way out the message names is accepted on resume, and so are bookkeeping settings.
+    status, out = run(argv + ["--skip-nonfinite"], capsys)
+    assert status == 0, out.err
+    assert checkpoints_load(Path(run_dir) / "checkpoint.pt")["skipped_nonfinite"] >= 1
+
+
+def checkpoints_load(path):
+    from mamlkit import checkpoints
+
+    return checkpoints.load(path)
+
+
+def test_skip_nonfinite_has_a_help_text():
+    from mamlkit.cli import build_parser
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    assert "skip a meta-step whose loss or meta-gradient is inf/nan" in " ".join(train.format_help().split())
