@@ -10,7 +10,7 @@ the preset's values, so ``--preset fast --iterations 500`` is the fast preset, s
 
     - ``first_order_steps`` 400: the first 400 of the 1,200 meta-steps drop the second
       derivatives (MAML++'s derivative-order annealing, Antoniou et al. 2019, §4). A
-      first-order step costs about 0.4 of a second-order one on a CPU, and early on, while θ
+      first-order step costs 0.4–0.5 of a second-order one on a CPU, and early on, while θ
       is far from good, it moves θ almost as well.
     - ``meta_lr`` 0.003 instead of 0.001, annealed to 0 by a cosine over the run (SGDR,
       Loshchilov & Hutter 2017, as MAML++ uses it): large steps while θ is far off, small ones
