@@ -147,7 +147,8 @@ META_LR_SCHEDULES = ("constant", "cosine")
 #: other setting (the task shape, the learning rates, the algorithm, the network, the seed)
 #: is part of the run, so a checkpoint made with another value is refused.
 RESUMABLE_SETTINGS = ("iterations", "device", "data_root", "implementation", "task_chunk_size",
-                      "skip_nonfinite")
+                      "skip_nonfinite", "log_every", "val_every", "val_tasks", "eval_inner_steps",
+                      "checkpoint_every")
 
 
 def changed_settings(saved_config: dict, config: TrainConfig) -> dict:

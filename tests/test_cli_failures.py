@@ -291,6 +291,15 @@ def test_resume_with_changed_settings_is_refused_before_data(tmp_path, capsys, d
     assert status == 2 and "n_way=5 (now 20)" in line and "another --run-dir" in line
 
 
+def test_resume_with_other_bookkeeping_settings_passes_the_check(tmp_path, capsys, data_never_loaded):
+    fake_checkpoint(tmp_path / "run")
+    argv = ["train", "--run-dir", str(tmp_path / "run"), "--log-every", "3", "--val-every", "7",
+            "--checkpoint-every", "5", "--val-tasks", "9", "--eval-inner-steps", "5", "--skip-nonfinite"]
+    # Past the resume check, the data is loaded: here the stand-in that fails the test says so.
+    with pytest.raises(AssertionError, match="Omniglot was loaded"):
+        main(argv)
+
+
 def test_resume_from_a_damaged_checkpoint(tmp_path, capsys, data_never_loaded):
     path = fake_checkpoint(tmp_path / "run")
     path.write_bytes(path.read_bytes()[:200])

@@ -139,6 +139,19 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     assert Trainer(longer, tmp_path, samplers(longer)).resume_if_possible()
 
 
+def test_bookkeeping_settings_may_change_on_resume_and_the_mathematics_may_not(tmp_path):
+    config = tiny_config()
+    Trainer(config, tmp_path, samplers(config)).save_checkpoint()
+    bookkeeping = tiny_config(log_every=3, val_every=5, checkpoint_every=7, val_tasks=9, eval_inner_steps=4,
+                              skip_nonfinite=True, iterations=20, task_chunk_size=None, implementation="loop")
+    assert Trainer(bookkeeping, tmp_path, samplers(bookkeeping)).resume_if_possible()
+    for change in ({"meta_lr": 0.5}, {"inner_steps": 2}, {"first_order": True}, {"meta_batch_size": 3},
+                   {"seed": 4}, {"meta_lr_schedule": "cosine"}):
+        other = tiny_config(**change)
+        with pytest.raises(ValueError, match=f"cannot resume: .*{next(iter(change))}="):
+            Trainer(other, tmp_path, samplers(other)).resume_if_possible()
+
+
 @pytest.mark.ex3_3  # learn_inner_lrs: init_inner_lrs
 def test_exported_weights_load_back(tmp_path):
     config = tiny_config(learn_inner_lrs=True)
