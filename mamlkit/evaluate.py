@@ -34,6 +34,20 @@ def mean_confidence_interval(values: torch.Tensor) -> tuple[float, float]:
     ### END SOLUTION
 
 
+def check_metric(metric, targets: torch.Tensor) -> None:
+    """Raise a ValueError when the default metric, accuracy, meets targets that are not class labels.
+
+    :func:`mamlkit.losses.accuracy` compares the highest-scoring class with integer labels; on
+    float targets (regression, soft labels) it would return a number per example, not per task.
+    """
+    if metric is accuracy and targets.is_floating_point():
+        raise ValueError(
+            f"the metric is classification accuracy by default (mamlkit.losses.accuracy), which needs "
+            f"integer class labels, but the query targets are {targets.dtype}: pass metric=..., one "
+            "number per task, e.g. metric=mamlkit.losses.mse for regression"
+        )
+
+
 def adaptation_curve(
     model: nn.Module,
     params: Params,
@@ -67,6 +81,7 @@ def adaptation_curve(
         raise ValueError(f"max_steps must be a non-negative integer, got {max_steps!r}")
     check_inner_loop_args(inner_lr, max_steps, params)
     check_inputs_match(params, tasks.x_support, "tasks.x_support")
+    check_metric(metric, tasks.y_query)
     # Fresh leaves with the same flags: nothing here reaches the caller's θ or its .grad.
     params = adaptable({name: p.detach().requires_grad_(p.requires_grad) for name, p in params.items()})
     if isinstance(inner_lr, dict):
@@ -109,6 +124,8 @@ def evaluate(
         inner_steps: steps of adaptation at test time.
         num_tasks: how many tasks to average over (600 in the literature).
         batch_size: tasks adapted at once (memory, not results, depends on it).
+        metric: ``metric(outputs, targets)``, one number per task; default: classification
+            accuracy, which needs integer labels (for regression pass e.g. ``mamlkit.losses.mse``).
         method: an algorithm from :mod:`mamlkit.methods`; it adapts and predicts instead of
             plain MAML with ``inner_lr`` (``loss_fn`` and ``inner_lr`` are then its own).
         protocol: ``"transductive"`` or ``"support-stats"``: which statistics batch norm
@@ -136,6 +153,7 @@ def evaluate(
             raise ValueError(f"sample_tasks({asked}) returned {tasks.num_tasks} tasks; it must return "
                              f"between 1 and {asked}")
         tasks = tasks.to(device)
+        check_metric(metric, tasks.y_query)
         if method is not None:
             curves.append(method.adaptation_curve(model, params, tasks, inner_steps, metric, protocol))
         else:

@@ -33,7 +33,7 @@ from mamlkit import checkpoints, distributed
 from mamlkit.errors import CheckpointError, ConfigError
 from mamlkit.evaluate import evaluate
 from mamlkit.functional import get_params
-from mamlkit.losses import cross_entropy
+from mamlkit.losses import accuracy, cross_entropy
 from mamlkit.models import Conv4
 from mamlkit.outer_loop import NonFiniteError, nonfinite_guard
 from mamlkit.methods import ALGORITHMS, build_method
@@ -208,7 +208,7 @@ class Trainer:
     """Owns the state of one run and moves it forward one meta-step at a time."""
 
     def __init__(self, config: TrainConfig, run_dir: str | Path, samplers=None,
-                 model: Optional[torch.nn.Module] = None, loss_fn=None):
+                 model: Optional[torch.nn.Module] = None, loss_fn=None, metric=None):
         """
         Args:
             config: the run's settings.
@@ -219,6 +219,10 @@ class Trainer:
                 Its parameters are copied into θ (frozen ones stay frozen); the module itself is
                 never changed (a copy is moved when ``config.device`` is another device).
             loss_fn: ``loss_fn(outputs, targets)``, one loss per task; default: cross-entropy.
+            metric: ``metric(outputs, targets)``, one number per task, reported at validation
+                and logged as ``val_<its __name__>``; default: accuracy (``val_accuracy``) when
+                the targets are integer class labels, else the loss itself (``val_loss``), so
+                that a regression run validates without further settings.
         """
         config.validate()
         self.config = config
@@ -236,6 +240,10 @@ class Trainer:
         if not callable(self.loss_fn):
             raise TypeError(f"loss_fn must be a function (outputs, targets) -> loss per task, "
                             f"got {type(loss_fn).__name__}")
+        if metric is not None and not callable(metric):
+            raise TypeError(f"metric must be a function (outputs, targets) -> one number per task, "
+                            f"got {type(metric).__name__}")
+        self.metric = metric
         # θ: leaf copies on the device, each keeping its module's requires_grad (frozen layers).
         self.params = {n: p.to(self.device).detach().requires_grad_(p.requires_grad)
                        for n, p in get_params(self.model).items()}
@@ -355,13 +363,31 @@ class Trainer:
         return metrics
 
     def evaluate(self, split: str = "val", num_tasks: Optional[int] = None, seed: int = 1234) -> dict:
-        """Accuracy on ``num_tasks`` tasks of ``split``, always the same tasks for a given seed."""
+        """The metric on ``num_tasks`` tasks of ``split``, always the same tasks for a given seed.
+
+        Returns :func:`mamlkit.evaluate.evaluate`'s summary with ``"metric"``, the metric's
+        name (``"accuracy"``, ``"loss"`` or the ``__name__`` of the ``metric`` given).
+        """
         c = self.config
         generator = torch.Generator().manual_seed(seed)
-        return evaluate(self.model, self.params,
-                        lambda n: self.samplers[split].sample(n, generator),
-                        self.loss_fn, self.inner_lr, c.eval_inner_steps,
-                        num_tasks=num_tasks or c.val_tasks, device=self.device, method=self.method)
+        used = set()
+
+        def accuracy_or_loss(outputs, targets):
+            # Accuracy needs class labels; for anything else the loss is the measure at hand.
+            used.add("loss" if targets.is_floating_point() else "accuracy")
+            return self.loss_fn(outputs, targets) if targets.is_floating_point() else accuracy(outputs, targets)
+
+        result = evaluate(self.model, self.params,
+                          lambda n: self.samplers[split].sample(n, generator),
+                          self.loss_fn, self.inner_lr, c.eval_inner_steps,
+                          num_tasks=num_tasks or c.val_tasks, device=self.device, method=self.method,
+                          metric=self.metric or accuracy_or_loss)
+        if self.metric is None:
+            result["metric"] = "accuracy" if used == {"accuracy"} else "loss"
+        else:
+            name = getattr(self.metric, "__name__", "metric")
+            result["metric"] = name if name.isidentifier() else "metric"
+        return result
 
     def log(self, record: dict) -> None:
         if not distributed.is_main_process():
@@ -409,13 +435,16 @@ class Trainer:
                     if ((self.iteration % c.val_every == 0 or self.iteration == c.iterations)
                             and distributed.is_main_process()):  # the others wait at the next step
                         result = self.evaluate("val")
+                        name = result["metric"]
                         self.log({"iteration": self.iteration, "kind": "val",
                                   "seconds": round(self.train_seconds, 2),
-                                  "val_accuracy": result["mean"], "val_ci95": result["ci95"],
-                                  "val_accuracy_per_step": result["per_step_mean"]})
-                        bar.write(f"step {self.iteration}: validation accuracy "
-                                  f"{100 * result['mean']:.1f} ± {100 * result['ci95']:.1f}%")
-                        self.plot()
+                                  f"val_{name}": result["mean"], "val_ci95": result["ci95"],
+                                  f"val_{name}_per_step": result["per_step_mean"]})
+                        shown = (f"{100 * result['mean']:.1f} ± {100 * result['ci95']:.1f}%" if name == "accuracy"
+                                 else f"{result['mean']:.4g} ± {result['ci95']:.2g}")
+                        bar.write(f"step {self.iteration}: validation {name} {shown}")
+                        if name == "accuracy":  # the learning-curve figure shows accuracies
+                            self.plot()
                     if (self.iteration % c.checkpoint_every == 0 or self.iteration == c.iterations
                             or stop.requested):
                         self.save_checkpoint()

@@ -273,6 +273,16 @@ def test_evaluate_a_plain_sequential_gives_the_accuracies_of_adapt(make_model):
     assert_unchanged(model, before, "evaluate")
 
 
+def test_evaluating_float_targets_with_the_default_metric_says_it_is_accuracy():
+    model = tiny_mlp()
+    tasks = regression_tasks()
+    with pytest.raises(ValueError, match=r"the metric is classification accuracy by default .*"
+                                         r"targets are torch.float64: pass metric=.*mse"):
+        evaluate(model, get_params(model), lambda n: tasks, mse, 0.01, inner_steps=1, num_tasks=2)
+    result = evaluate(model, get_params(model), lambda n: tasks, mse, 0.01, inner_steps=1, num_tasks=2, metric=mse)
+    assert result["mean"] > 0
+
+
 # --- (e) non-finite numbers ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])

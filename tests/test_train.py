@@ -263,6 +263,43 @@ def test_skip_nonfinite_skips_the_batch_and_counts_it_in_the_log(tmp_path, no_pl
     assert checkpoints.load(tmp_path / "run/checkpoint.pt")["skipped_nonfinite"] == 1
 
 
+class SineTasks:
+    """Sine regression tasks (float targets), drawn from the generator only."""
+
+    def sample(self, n: int, generator: torch.Generator) -> TaskBatch:
+        from mamlkit.sinusoid import sample_sinusoid_tasks
+
+        return sample_sinusoid_tasks(n, 5, 5, generator).batch
+
+
+@pytest.mark.ex2_1
+@pytest.mark.ex3_2
+@pytest.mark.ex4_2
+def test_a_regression_run_validates_with_its_loss_or_the_metric_given(tmp_path):
+    from mamlkit.losses import mse
+    from mamlkit.models import SineMLP
+
+    config = tiny_config(inner_lr=0.01, meta_lr=1e-3, iterations=2, val_every=2, val_tasks=4)
+    tasks = {"train": SineTasks(), "val": SineTasks()}
+    trainer = Trainer(config, tmp_path / "a", tasks, model=SineMLP(hidden=8), loss_fn=mse)
+    trainer.train(progress=False)
+    val = [r for r in read_metrics(tmp_path / "a/metrics.jsonl") if r["kind"] == "val"]
+    assert len(val) == 1 and val[0]["val_loss"] > 0 and len(val[0]["val_loss_per_step"]) == 2
+    expected = trainer.evaluate("val")["mean"]
+    assert val[0]["val_loss"] == pytest.approx(expected)
+
+    def mean_absolute_error(outputs, targets):
+        return (outputs - targets).abs().mean(dim=(-2, -1))
+
+    trainer = Trainer(config, tmp_path / "b", tasks, model=SineMLP(hidden=8), loss_fn=mse,
+                      metric=mean_absolute_error)
+    trainer.train(progress=False)
+    val = [r for r in read_metrics(tmp_path / "b/metrics.jsonl") if r["kind"] == "val"]
+    assert val[0]["val_mean_absolute_error"] > 0
+    with pytest.raises(TypeError, match="metric must be a function"):
+        Trainer(config, tmp_path / "c", tasks, model=SineMLP(hidden=8), loss_fn=mse, metric="mae")
+
+
 def test_trainer_samplers_and_model_are_checked(tmp_path):
     config = tiny_config()
     with pytest.raises(ValueError, match="samplers must be a dict with 'train' and 'val'"):
