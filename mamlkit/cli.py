@@ -362,8 +362,12 @@ def cmd_data(args: argparse.Namespace) -> int:
     if used.complete:
         print(f"Ready: mamlkit uses {used.folder} ({used.label}).")
         return 0
+    if used is places[-1] and omniglot.load_cached_omniglot(used.folder) is not None:
+        print(f"Ready: mamlkit uses the preprocessed images in {cache}; the zips are needed only "
+              "to build them again.")
+        return 0
     if used is places[-1]:
-        print(f"Not there yet: the first load downloads the zips (about 15 MB) into {used.folder} "
+        print(f"Not there yet: the first load downloads the zips ({omniglot.DOWNLOAD_SIZE}) into {used.folder} "
               "from\n  " + "\n  ".join(omniglot.OMNIGLOT_URLS.values()) + "\nWithout network: "
               "`python -m mamlkit data --from FOLDER` with a folder holding the two zips, or set "
               "MAMLKIT_DATA to such a folder.")

@@ -110,6 +110,41 @@ def test_offline_data_command_says_what_to_do(no_data, offline, capsys):
     assert URL in out.out and "--from FOLDER" in out.out and "MAMLKIT_DATA" in out.out
 
 
+def fake_built_cache(folder: Path) -> None:
+    """A preprocessed cache as the loader writes it: every published character, blank images."""
+    import json
+
+    import numpy as np
+
+    names = [f"{alphabet}/character{i:02d}"
+             for alphabets in (omniglot.BACKGROUND_ALPHABETS, omniglot.EVALUATION_ALPHABETS)
+             for alphabet, count in alphabets.items() for i in range(1, count + 1)]
+    images = np.zeros((len(names), 20, 28, 28), dtype=np.uint8)
+    images[:, :, 10:18, 10:18] = 255
+    background = [name.split("/")[0] in omniglot.BACKGROUND_ALPHABETS for name in names]
+    fingerprint = json.dumps({"version": omniglot.PREPROCESSING_VERSION, "size": 28, "sources": {}})
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / omniglot.CACHE_FILE, images=images, characters=np.array(sorted(names)),
+             background=np.array([b for _, b in sorted(zip(names, background))]), fingerprint=np.array(fingerprint))
+
+
+def test_offline_with_a_built_cache_and_no_zips_is_ready(no_data, offline, capsys):
+    fake_built_cache(no_data)
+    status, out = run(["data"], capsys)
+    assert status == 0 and "Ready: mamlkit uses the preprocessed images in" in out.out
+    assert "downloads the zips" not in out.out
+    status, out = run(["evaluate", str(SHIPPED), "--tasks", "2", "--inner-steps", "1"], capsys)
+    assert status == 0 and "2 test tasks" in out.out, out.err
+
+
+def test_the_download_size_is_the_same_in_the_data_command_and_the_readme(no_data, offline, capsys):
+    status, out = run(["data"], capsys)
+    assert f"downloads the zips ({omniglot.DOWNLOAD_SIZE})" in out.out
+    assert f"on first use ({omniglot.DOWNLOAD_SIZE}, see" in (REPO / "README.md").read_text()
+    # The figure is the published zips' size (what is downloaded): 9,464,212 + 6,462,886 bytes.
+    assert omniglot.DOWNLOAD_SIZE == f"about {(9_464_212 + 6_462_886) / 1e6:.0f} MB"
+
+
 def test_offline_download_command_gives_one_line_and_leaves_nothing(no_data, offline, capsys):
     status, out = run(["data", "--download", "--no-progress"], capsys)
     assert status == 1

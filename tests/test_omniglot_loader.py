@@ -288,6 +288,29 @@ def test_cache_folder_without_zips_and_no_download(tmp_path, monkeypatch):
         find_omniglot(download=False, cache_dir=tmp_path)
 
 
+def test_a_built_cache_is_enough_without_the_zips(small, monkeypatch):
+    data_dir, cache_dir, drawings = small
+    built = load_small(data_dir, cache_dir)  # builds cache_dir/omniglot28.npz from the zips
+    monkeypatch.delenv("MAMLKIT_DATA", raising=False)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a download was attempted although the cache is built")
+
+    monkeypatch.setattr(omniglot, "download_file", no_network)
+    again = load_omniglot(cache_dir=cache_dir, strict=False, progress=False)
+    assert again.characters == built.characters and torch.equal(again.images, built.images)
+    assert again.background == built.background
+    # A cache of another preprocessing version is not used: without the zips, a download is tried.
+    with np.load(cache_dir / omniglot.CACHE_FILE) as cache:
+        arrays = dict(cache)
+    made = json.loads(str(arrays["fingerprint"]))
+    arrays["fingerprint"] = np.array(json.dumps({**made, "version": omniglot.PREPROCESSING_VERSION + 1}))
+    np.savez(cache_dir / omniglot.CACHE_FILE, **arrays)
+    assert omniglot.load_cached_omniglot(cache_dir) is None
+    with pytest.raises(AssertionError, match="a download was attempted"):
+        load_omniglot(cache_dir=cache_dir, strict=False, progress=False)
+
+
 def test_default_cache_dir_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("MAMLKIT_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))

@@ -12,7 +12,8 @@ Where the zips come from, in this order:
 1. the ``root`` argument;
 2. the environment variable ``MAMLKIT_DATA``;
 3. the per-user cache folder (see :func:`default_cache_dir`), downloading them there from the
-   canonical URLs if needed, with their published md5 checked.
+   canonical URLs if needed, with their published md5 checked. Once the 28x28 cache is built
+   there, the zips are no longer needed: without them it is used as it is.
 
 Offline, ``python -m mamlkit data`` shows these places and what each holds, and
 ``python -m mamlkit data --from FOLDER`` checks a pair of zips and copies them into the cache.
@@ -60,6 +61,7 @@ __all__ = [
     "default_cache_dir",
     "download_omniglot",
     "find_omniglot",
+    "load_cached_omniglot",
     "load_omniglot",
     "split_characters",
     "where_omniglot",
@@ -81,6 +83,9 @@ IMAGE_SIZE = 28
 CACHE_FILE = f"omniglot{IMAGE_SIZE}.npz"
 # Bump whenever the preprocessing changes, so that every existing cache gets rebuilt.
 PREPROCESSING_VERSION = 1
+# What a download fetches: the two published zips, 9,464,212 + 6,462,886 bytes (re-packed
+# local copies are smaller, e.g. 14.5 MB; the download is always the published pair).
+DOWNLOAD_SIZE = "about 16 MB"
 
 # Characters per alphabet in the published zips: the reference for the strict structure check
 # and for the rules of the Vinyals split.
@@ -458,9 +463,16 @@ def load_omniglot(
             :func:`find_omniglot`); a ``FileNotFoundError``.
         OmniglotFormatError: a zip is corrupt or laid out differently.
     """
-    folder = find_omniglot(root, download=download, cache_dir=cache_dir, progress=progress)
     cache_folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     cache_path = cache_folder / CACHE_FILE
+    if root is None and not os.environ.get("MAMLKIT_DATA") and _missing_zips(cache_folder):
+        # Offline with the zips gone but the preprocessed images kept: they are all that is needed.
+        data = load_cached_omniglot(cache_dir)
+        if data is not None:
+            if strict:
+                _check_published_counts(data.characters, data.background, cache_folder)
+            return data
+    folder = find_omniglot(root, download=download, cache_dir=cache_dir, progress=progress)
     fingerprint = _fingerprint(folder)
 
     data = _read_cache(cache_path, fingerprint)
@@ -500,6 +512,35 @@ def _read_cache(path: Path, fingerprint: str) -> OmniglotData | None:
         # A damaged cache is only a lost speed-up: rebuild it rather than fail.
         print(f"Cannot read the Omniglot cache {path} ({error}); rebuilding it")
         return None
+
+
+def load_cached_omniglot(cache_dir: str | Path | None = None) -> OmniglotData | None:
+    """The preprocessed images in the cache folder, whether or not the zips are still there.
+
+    The cache is used if this version of the preprocessing made it (its recorded version and
+    image size) and its arrays have the shapes :class:`OmniglotData` describes; the zips it was
+    built from are not compared (see :func:`load_omniglot`, which does when they are present).
+
+    Returns:
+        The data, or None when there is no such cache (missing, damaged, older or other size).
+    """
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    path = folder / CACHE_FILE
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as cache:
+            made = json.loads(str(cache["fingerprint"]))
+            if made.get("version") != PREPROCESSING_VERSION or made.get("size") != IMAGE_SIZE:
+                return None
+            images, characters, background = cache["images"], cache["characters"], cache["background"]
+    except (OSError, ValueError, KeyError, AttributeError, zipfile.BadZipFile):
+        return None
+    shape = (DRAWINGS_PER_CHARACTER, IMAGE_SIZE, IMAGE_SIZE)
+    if (images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != shape
+            or characters.shape != images.shape[:1] or background.shape != images.shape[:1]):
+        return None
+    return OmniglotData(torch.from_numpy(images), characters.tolist(), background.tolist())
 
 
 def _write_cache(path: Path, data: OmniglotData, fingerprint: str) -> None:
