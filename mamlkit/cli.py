@@ -18,6 +18,7 @@ the traceback too. Any other exception is a bug and shows its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -224,16 +225,36 @@ def usable_run_folder(path: str | os.PathLike) -> Path:
     return path
 
 
-def writable_file(path: str | os.PathLike, option: str) -> Path:
-    """Check, before any work, that the output file ``path`` can be created (folders and all)."""
+def writable_file(path: str | os.PathLike, option: str, example: str = "result.json") -> Path:
+    """Check, before any work, that the output file ``path`` can be created (folders and all).
+
+    The missing folders and a scratch file are created and removed again: permissions alone
+    do not tell (``/proc``, a read-only mount, or running as root).
+
+    Raises:
+        ConfigError: ``path`` is a folder (the message suggests ``path/example``), or a folder
+            above it is a file.
+        RunFolderError: its folder cannot be created or written.
+    """
     path = Path(path)
     if path.is_dir():
-        raise ConfigError(f"{option} {path} is a folder; give a file name, e.g. {path / 'result.json'}")
+        raise ConfigError(f"{option} {path} is a folder; give a file name, e.g. {path / example}")
     above = next(p for p in path.absolute().parents if p.exists())
     if not above.is_dir():
         raise ConfigError(f"{option} {path}: {above} is a file, not a folder")
-    if not os.access(above, os.W_OK):
-        raise RunFolderError(f"{option} {path}: cannot write in {above}")
+    folder = path.absolute().parent
+    created = [p for p in path.absolute().parents if not p.exists()]  # deepest first
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise RunFolderError(f"{option} {path}: cannot write in {folder} ({error.strerror or error}); "
+                             f"give {option} a file in a folder you can write") from error
+    finally:
+        for made in created:
+            with contextlib.suppress(OSError):
+                made.rmdir()
     return path
 
 
@@ -271,7 +292,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_folder = usable_run_folder(args.run_dir)
     check_resume(config, run_folder)
     if args.export:
-        writable_file(args.export, "--export")
+        writable_file(args.export, "--export", example="model.pt")
     # Started by torchrun: join the other processes (gloo on CPU, NCCL with --device cuda).
     distributed.init_from_env(config.device)
     try:
@@ -325,7 +346,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         if not (Path(args.run_dir) / name).is_file():
             raise CheckpointError(f"{args.run_dir} is not a finished run folder: it has no {name} "
                                   "(`python -m mamlkit train --run-dir ...` writes both)")
-    writable_file(args.out, "--out")
+    writable_file(args.out, "--out", example="model.pt")
 
     manifest = export_run(args.run_dir, args.out, num_tasks=args.tasks, test_seed=args.seed,
                           data_root=args.data_root, note=args.note)

@@ -319,6 +319,21 @@ def fake_checkpoint(run_dir: Path, **settings) -> Path:
     return checkpoints.atomic_save({"config": config, "iteration": 3, "params": {}}, run_dir / "checkpoint.pt")
 
 
+@pytest.mark.parametrize("where, message", [
+    ("/proc/nope/x.pt", "--export /proc/nope/x.pt: cannot write in /proc/nope"),
+    ("FOLDER", "--export {folder} is a folder; give a file name, e.g. {folder}/model.pt"),
+])
+def test_an_export_file_that_cannot_be_written_is_refused_before_training(tmp_path, capsys, data_never_loaded,
+                                                                          where, message):
+    folder = tmp_path / "e2"
+    folder.mkdir()
+    where = str(folder) if where == "FOLDER" else where
+    if where.startswith("/proc") and not Path("/proc/self").is_dir():
+        pytest.skip("needs Linux's /proc, where no folder can be created")
+    status, out = run(["train", "--run-dir", str(tmp_path / "run"), "--export", where], capsys)
+    assert status in (1, 2) and message.format(folder=folder) in one_error_line(out.err)
+
+
 def test_resume_with_changed_settings_is_refused_before_data(tmp_path, capsys, data_never_loaded):
     fake_checkpoint(tmp_path / "run", n_way=5)
     status, out = run(["train", "--run-dir", str(tmp_path / "run"), "--n-way", "20"], capsys)
