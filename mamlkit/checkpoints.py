@@ -148,10 +148,12 @@ def require_weights(state: Mapping, path: str | os.PathLike) -> None:
         what = (f"a plain state dict of {len(keys)} tensors ({shown}), as torch.save(model.state_dict()) "
                 "writes, without the settings it was trained with")
     else:
-        what = f"a dict with the keys {shown} but no 'config' and 'params'"
+        missing = " and ".join(repr(key) for key in ("config", "params") if key not in state)
+        what = f"a dict with the keys {shown} but no {missing}"
     raise CheckpointError(
         f"{path} holds {what}. mamlkit needs a weights file that records the parameters ('params') "
-        f"and the settings ('config': n_way, k_shot, inner_lr, ...) together: {HOW_TO_MAKE}"
+        f"and the settings ('config': n_way, k_shot, inner_lr, ...) together; the command line "
+        f"evaluates such files of the Omniglot Conv4 only: {HOW_TO_MAKE}"
     )
 
 
@@ -170,7 +172,14 @@ def save_weights(path: str | os.PathLike, params: Mapping[str, torch.Tensor], co
 
     Returns:
         ``path``.
+
+    Raises:
+        TypeError: ``params`` is not a mapping (e.g. the module itself).
+        CheckpointError: ``config`` lacks some of :data:`REQUIRED_SETTINGS`.
     """
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params must be a dict {{name: tensor}}: pass get_params(model) or the params "
+                        f"dict you trained, got {type(params).__name__}")
     if dataclasses.is_dataclass(config):
         config = dataclasses.asdict(config)
     state = {"format": FORMAT_VERSION, "config": dict(config), "iteration": int(iteration),

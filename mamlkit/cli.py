@@ -35,9 +35,13 @@ def _chunk(text: str) -> Optional[int]:
     if text.lower() == "all":
         return None
     try:
-        return int(text)
+        number = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of tasks or 'all', got {text!r}") from None
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of tasks or 'all' (all tasks at "
+                                         f"once), got {text!r}")
+    return number
 
 
 def _bool(text: str) -> bool:

@@ -47,14 +47,14 @@ def check_inner_loop_args(inner_lr: InnerLR, inner_steps: int, params: Params) -
             check_rate(inner_lr[name], f"inner_lr[{name!r}]", tuple(params[name].shape))
     elif isinstance(inner_lr, torch.Tensor):
         check_rate(inner_lr, "inner_lr", ())
-    elif (isinstance(inner_lr, bool) or not isinstance(inner_lr, numbers.Real)
-          or not inner_lr >= 0):  # "not >=" also catches nan
-        raise ValueError(
-            f"inner_lr must be a non-negative number or a dict of learned rates, got {inner_lr!r}"
-        )
-    if not isinstance(inner_lr, (Mapping, torch.Tensor)) and not math.isfinite(inner_lr):
-        raise ValueError(f"inner_lr must be finite, got {inner_lr!r}: a step of infinite size "
+    elif isinstance(inner_lr, bool) or not isinstance(inner_lr, numbers.Real):
+        raise TypeError(f"inner_lr must be a number (or a scalar tensor, or a dict of learned rates), "
+                        f"got {inner_lr!r} ({type(inner_lr).__name__})")
+    elif not math.isfinite(inner_lr):
+        raise ValueError(f"inner_lr must be a finite number, got {inner_lr!r}: a step of infinite size "
                          "writes inf or nan into every adapted parameter")
+    elif inner_lr < 0:
+        raise ValueError(f"inner_lr must be a non-negative number, got {inner_lr!r}")
 
 
 def check_rate(rate, what: str, shape: tuple) -> None:

@@ -117,6 +117,17 @@ def meta_loss(
     return torch.stack(losses).mean(), torch.stack(outputs)
 
 
+def frozen_everywhere(model: nn.Module) -> str:
+    """Why no tensor of θ requires grad: the module is frozen throughout, or θ was built by hand."""
+    if not any(p.requires_grad for p in model.parameters()):
+        return ("every parameter of the model is frozen (requires_grad=False), so there is nothing to "
+                "meta-train: unfreeze the layers to train, e.g. model.requires_grad_(True) or "
+                "model[-1].requires_grad_(True), before get_params(model)")
+    return ("no tensor of params requires grad, so there is nothing to meta-train; build params with "
+            "get_params(model) (frozen layers keep requires_grad=False, the others True), not from "
+            "model.state_dict() or detached tensors")
+
+
 def nonfinite_guard(params: Params, inner_lr: InnerLR = 0.0):
     """An optimiser step pre-hook that refuses a step whose gradients are not all finite.
 
@@ -195,9 +206,7 @@ def outer_step(
     tasks = check_tasks(tasks)
     check_inputs_match(params, tasks.x_support, "tasks.x_support")
     if not any(p.requires_grad for p in params.values()):
-        raise ValueError("no tensor of params requires grad, so there is nothing to meta-train; build "
-                         "params with get_params(model) (frozen layers keep requires_grad=False, "
-                         "the others True), not from model.state_dict() or detached tensors")
+        raise ValueError(frozen_everywhere(model))
     check_optimizer(optimizer, params, inner_lr)
     if not all_finite(params.values()):
         bad = [n for n, p in params.items() if not bool(torch.isfinite(p).all())]

@@ -35,7 +35,7 @@ from mamlkit.evaluate import evaluate
 from mamlkit.functional import get_params
 from mamlkit.losses import accuracy, cross_entropy
 from mamlkit.models import Conv4
-from mamlkit.outer_loop import NonFiniteError, nonfinite_guard
+from mamlkit.outer_loop import NonFiniteError, frozen_everywhere, nonfinite_guard
 from mamlkit.methods import ALGORITHMS, build_method
 from mamlkit.methods import outer_step as method_outer_step
 
@@ -109,15 +109,18 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"{name} must be a finite number {low}, got {value!r}")
-        if self.inner_lr < 0 or self.meta_lr <= 0:
-            raise ConfigError(f"inner_lr must be >= 0 and meta_lr > 0, got {self.inner_lr}, {self.meta_lr}")
+        if self.inner_lr < 0:
+            raise ConfigError(f"inner_lr must be >= 0 (0 adapts nothing), got {self.inner_lr}")
+        if self.meta_lr <= 0:
+            raise ConfigError(f"meta_lr must be > 0, got {self.meta_lr}")
         for name in ("first_order", "learn_inner_lrs", "rotate"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.task_chunk_size is not None and (isinstance(self.task_chunk_size, bool)
                                                  or not isinstance(self.task_chunk_size, int)
                                                  or self.task_chunk_size < 1):
-            raise ConfigError(f"task_chunk_size must be a positive integer or None (all tasks at once), "
+            raise ConfigError(f"task_chunk_size must be a positive integer or None (all tasks at once; "
+                              f"`all` on the command line), "
                               f"got {self.task_chunk_size!r}")
         if self.val_tasks < 2:
             raise ConfigError(f"val_tasks must be at least 2, got {self.val_tasks}")
@@ -247,6 +250,8 @@ class Trainer:
         # θ: leaf copies on the device, each keeping its module's requires_grad (frozen layers).
         self.params = {n: p.to(self.device).detach().requires_grad_(p.requires_grad)
                        for n, p in get_params(self.model).items()}
+        if not any(p.requires_grad for p in self.params.values()):
+            raise ValueError(frozen_everywhere(self.model))
         # The algorithm owns its extra learned tensors (learned inner rates), saved as inner_lrs.
         self.method = build_method(config.algorithm, self.params, config.inner_lr, config.inner_steps,
                                    config.first_order, config.learn_inner_lrs, loss_fn=self.loss_fn)

@@ -425,6 +425,39 @@ def test_model_parameters_instead_of_a_dict_is_a_type_error():
         adapt(model, model.parameters(), task.x_support, task.y_support, cross_entropy, 0.5, 1)
 
 
+@pytest.mark.parametrize("bad, error, message", [
+    (float("nan"), ValueError, "inner_lr must be a finite number, got nan"),
+    ("0.4", TypeError, r"inner_lr must be a number .*got '0.4' \(str\)"),
+    (None, TypeError, r"inner_lr must be a number .*got None"),
+    (-1, ValueError, "inner_lr must be a non-negative number, got -1"),
+])
+def test_an_inner_lr_that_is_not_a_finite_number_says_which_it_is(bad, error, message):
+    model, task = mlp(), vector_tasks().task(0)
+    with pytest.raises(error, match=message):
+        adapt(model, get_params(model), task.x_support, task.y_support, cross_entropy, bad, 1)
+
+
+def test_a_model_frozen_throughout_is_named_as_such(tmp_path):
+    from mamlkit.checkpoints import save_weights
+    from mamlkit.train import Trainer, TrainConfig
+
+    model = mlp()
+    model.requires_grad_(False)
+    params, tasks = get_params(model), vector_tasks()
+    optimizer = torch.optim.Adam(params.values())
+    with pytest.raises(ValueError, match="every parameter of the model is frozen"):
+        outer_step(model, params, tasks, optimizer, cross_entropy, 0.5, 1)
+
+    class Tasks:
+        def sample(self, n, generator):
+            return vector_tasks(num_tasks=n)
+
+    with pytest.raises(ValueError, match="every parameter of the model is frozen"):
+        Trainer(TrainConfig(), tmp_path, {"train": Tasks(), "val": Tasks()}, model=model, loss_fn=cross_entropy)
+    with pytest.raises(TypeError, match=r"params must be a dict \{name: tensor\}: pass get_params\(model\)"):
+        save_weights(tmp_path / "x.pt", model, TrainConfig())
+
+
 def test_a_state_dict_with_buffers_as_params_is_explained():
     model, task = batch_norm_net(), vector_tasks().task(0)
     with pytest.raises(ValueError, match=r"Buffers .* are not parameters.*get_params\(model\)"):

@@ -14,7 +14,7 @@ def run(argv, capsys):
     (["--n-way", "1"], "n_way must be at least 2"),
     (["--k-shot", "0"], "k_shot must be a positive integer, got 0"),
     (["--inner-steps", "-1"], "inner_steps must be an integer >= 0, got -1"),
-    (["--meta-lr", "0"], "meta_lr > 0"),
+    (["--meta-lr", "0"], "meta_lr must be > 0, got 0.0"),
 ])
 def test_bad_training_settings_are_refused(tmp_path, capsys, argv, message):
     status, out = run(["train", "--run-dir", str(tmp_path / "run"), *argv], capsys)

@@ -334,6 +334,28 @@ def test_an_export_file_that_cannot_be_written_is_refused_before_training(tmp_pa
     assert status in (1, 2) and message.format(folder=folder) in one_error_line(out.err)
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--inner-lr", "-1"], "error: inner_lr must be >= 0 (0 adapts nothing), got -1.0"),
+    (["--task-chunk-size", "0"], "expected a positive number of tasks or 'all' (all tasks at once), got '0'"),
+])
+def test_a_setting_out_of_range_is_named_alone(tmp_path, capsys, data_never_loaded, argv, message):
+    try:
+        status = main(["train", "--run-dir", str(tmp_path / "run"), *argv])
+    except SystemExit as stop:  # argparse's own usage error
+        status = stop.code
+    err = capsys.readouterr().err
+    assert status == 2 and message in err and "meta_lr" not in err
+
+
+def test_a_foreign_dict_says_what_it_lacks_and_what_the_command_line_evaluates(tmp_path, capsys, data_never_loaded):
+    path = tmp_path / "backbone.pt"
+    torch.save({"params": {"w": torch.zeros(2)}, "settings": {"n_way": 5}}, path)
+    status, out = run(["evaluate", str(path)], capsys)
+    line = one_error_line(out.err)
+    assert status == 2 and "with the keys params, settings but no 'config'." in line
+    assert "evaluates such files of the Omniglot Conv4 only" in line
+
+
 def test_resume_with_changed_settings_is_refused_before_data(tmp_path, capsys, data_never_loaded):
     fake_checkpoint(tmp_path / "run", n_way=5)
     status, out = run(["train", "--run-dir", str(tmp_path / "run"), "--n-way", "20"], capsys)
