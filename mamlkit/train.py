@@ -573,6 +573,14 @@ def load_weights(path: str | Path, device: str = "cpu"):
     model = build_model(config).to(device)
     params = {n: t.to(device) for n, t in state["params"].items()}
     from mamlkit.functional import check_params
+    if set(params) != set(dict(model.named_parameters())):
+        shown = ", ".join(sorted(params)[:3]) + (", ..." if len(params) > 3 else "")
+        raise CheckpointError(
+            f"{path} holds the weights of another network ({shown}), not of the Omniglot Conv4: the "
+            "command line evaluates Conv4 checkpoints made by `python -m mamlkit train` or `export`. "
+            "Evaluate other models in Python: mamlkit.evaluate.evaluate(model, params, sample_tasks, "
+            "loss_fn, inner_lr, inner_steps), with params = checkpoints.load(path)['params']"
+        )
     try:
         check_params(model, params)
     except ValueError as error:

@@ -356,6 +356,20 @@ def test_a_foreign_dict_says_what_it_lacks_and_what_the_command_line_evaluates(t
     assert "evaluates such files of the Omniglot Conv4 only" in line
 
 
+def test_a_trainer_export_of_another_model_says_what_the_command_line_evaluates(tmp_path, capsys,
+                                                                               data_never_loaded):
+    from mamlkit.checkpoints import save_weights
+    from mamlkit.functional import get_params
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    save_weights(tmp_path / "mlp.pt", get_params(model), TrainConfig(n_way=3))
+    status, out = run(["evaluate", str(tmp_path / "mlp.pt")], capsys)
+    line = one_error_line(out.err)
+    assert status == 2 and "holds the weights of another network (0.bias, 0.weight, 2.bias, ...)" in line
+    assert "evaluates Conv4 checkpoints made by `python -m mamlkit train`" in line
+    assert "mamlkit.evaluate.evaluate(model, params" in line and "blocks." not in line
+
+
 def test_resume_with_changed_settings_is_refused_before_data(tmp_path, capsys, data_never_loaded):
     fake_checkpoint(tmp_path / "run", n_way=5)
     status, out = run(["train", "--run-dir", str(tmp_path / "run"), "--n-way", "20"], capsys)
