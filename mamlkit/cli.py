@@ -313,8 +313,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             return 130
         if distributed.is_main_process():
-            path = trainer.export(Path(args.run_dir) / "model.pt")
-            print(f"weights: {path}")
+            print(f"weights: {trainer.model_path}")  # written by trainer.train()
             if args.export:
                 print(f"exported: {trainer.export(args.export)}")
     finally:

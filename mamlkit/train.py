@@ -309,6 +309,11 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.run_dir / "checkpoint.pt"
 
+    @property
+    def model_path(self) -> Path:
+        """The final weights, written by :meth:`train` when the run is complete."""
+        return self.run_dir / "model.pt"
+
     def save_checkpoint(self) -> None:
         if not distributed.is_main_process():  # every rank holds the same state; one writes it
             return
@@ -407,6 +412,8 @@ class Trainer:
         Ctrl-C (SIGINT) is deferred to the end of the current step: the run then saves a
         checkpoint and raises KeyboardInterrupt, so a stopped run loses nothing and resumes
         exactly. A second Ctrl-C stops at once; the last periodic checkpoint is kept then.
+        A run that reaches ``config.iterations`` ends by writing its weights alone to
+        ``run_dir/model.pt`` (:meth:`export`), as the command line does.
         """
         from tqdm.auto import tqdm
 
@@ -460,6 +467,8 @@ class Trainer:
                         raise KeyboardInterrupt
         finally:
             bar.close()
+        if distributed.is_main_process():
+            self.export(self.model_path)
 
     def plot(self) -> None:
         from mamlkit.plotting import plot_learning_curves

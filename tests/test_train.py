@@ -139,6 +139,14 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     assert Trainer(longer, tmp_path, samplers(longer)).resume_if_possible()
 
 
+def test_a_finished_run_writes_its_weights_to_model_pt(tmp_path, no_plots):
+    config = tiny_config(iterations=2)
+    trainer = Trainer(config, tmp_path / "run", samplers(config))
+    trainer.train(progress=False)
+    model, params, _, saved = load_weights(tmp_path / "run/model.pt")
+    assert saved["iterations"] == 2 and all(torch.equal(params[n], p.detach()) for n, p in trainer.params.items())
+
+
 def test_bookkeeping_settings_may_change_on_resume_and_the_mathematics_may_not(tmp_path):
     config = tiny_config()
     Trainer(config, tmp_path, samplers(config)).save_checkpoint()
