@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import difflib
 import json
 import os
 import sys
@@ -139,13 +140,15 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser(preset: Optional[str] = None) -> argparse.ArgumentParser:
     """The parser; with ``preset`` (mamlkit.presets), ``train``'s defaults are that preset's."""
-    parser = argparse.ArgumentParser(prog="python -m mamlkit", description="MAML on Omniglot.")
+    # No abbreviations: `--iter` is a typo to report, not a guess at --iterations.
+    parser = argparse.ArgumentParser(prog="python -m mamlkit", description="MAML on Omniglot.",
+                                     allow_abbrev=False)
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     commands = parser.add_subparsers(dest="command", required=True)
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
 
-    train = commands.add_parser("train", parents=[common], formatter_class=_Formatter,
+    train = commands.add_parser("train", parents=[common], formatter_class=_Formatter, allow_abbrev=False,
                                 help="meta-train (resumes if the run folder has a checkpoint)")
     train.add_argument("--run-dir", required=True, help="folder for checkpoint, metrics and plots")
     train.add_argument("--export", help="also copy the final weights to this file (e.g. assets/x.pt)")
@@ -158,34 +161,36 @@ def build_parser(preset: Optional[str] = None) -> argparse.ArgumentParser:
     if preset is not None:
         train.set_defaults(**preset_values(preset))
 
-    evaluate = commands.add_parser("evaluate", parents=[common], help="mean accuracy ± 95%% CI on new tasks")
+    evaluate = commands.add_parser("evaluate", parents=[common], allow_abbrev=False,
+                                   help="mean accuracy ± 95%% CI on new tasks (Omniglot Conv4 files "
+                                        "made by train or export)")
     evaluate.add_argument("checkpoint", help="a weights file (model.pt) or a run's checkpoint.pt")
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test"],
                           help="train, val or test (default: test)")
     evaluate.add_argument("--tasks", type=int, default=600, help="number of tasks (default: 600)")
     evaluate.add_argument("--inner-steps", type=int, default=None,
                           help="inner steps at test time (default: the run's eval_inner_steps)")
-    evaluate.add_argument("--seed", type=int, default=0, help="seed of the test tasks")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the test tasks (default: 0)")
     evaluate.add_argument("--n-query", type=int, default=None,
                           help="query images per class (default: the run's); with the transductive "
                                "protocol the accuracy depends on it")
     evaluate.add_argument("--protocol", default="transductive", choices=["transductive", "support-stats"],
                           help="batch norm of the query images: their own statistics (transductive, the "
                                "paper's) or the support set's (support-stats) (default: transductive)")
-    evaluate.add_argument("--device", default="cpu")
-    evaluate.add_argument("--data-root", default=None)
+    evaluate.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    evaluate.add_argument("--data-root", default=None, help=HELP["data_root"])
     evaluate.add_argument("--json", help="also write the result to this JSON file")
 
-    export = commands.add_parser("export", parents=[common], help="publish a run: weights, metrics and a manifest "
+    export = commands.add_parser("export", parents=[common], allow_abbrev=False, help="publish a run: weights, metrics and a manifest "
                                                 "with its measured test accuracy")
     export.add_argument("--run-dir", required=True, help="the run folder (its checkpoint.pt)")
     export.add_argument("--out", required=True, help="weights file to write, e.g. assets/omniglot_5w1s.pt")
     export.add_argument("--tasks", type=int, default=600, help="test tasks (default: 600)")
-    export.add_argument("--seed", type=int, default=0, help="seed of the test tasks")
-    export.add_argument("--data-root", default=None)
+    export.add_argument("--seed", type=int, default=0, help="seed of the test tasks (default: 0)")
+    export.add_argument("--data-root", default=None, help=HELP["data_root"])
     export.add_argument("--note", default=None, help="how the run was made, e.g. the training conditions")
 
-    data = commands.add_parser("data", parents=[common],
+    data = commands.add_parser("data", parents=[common], allow_abbrev=False,
                                help="where the course looks for Omniglot and what it finds; "
                                     "--download or --from FOLDER puts the zips in the cache")
     source = data.add_mutually_exclusive_group()
@@ -200,7 +205,28 @@ def build_parser(preset: Optional[str] = None) -> argparse.ArgumentParser:
     # ``bench`` hands all its arguments to mamlkit.bench (see main); listed here for --help.
     commands.add_parser("bench", help="time one meta-step against other implementations "
                                       "(python -m mamlkit bench --help)", add_help=False)
+    parser.commands = {"train": train, "evaluate": evaluate, "export": export, "data": data}
     return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, with an unknown option reported by its command's own parser.
+
+    argparse reports the options a command does not know with the top-level usage; here the
+    command's usage says which options it has, and a close match is suggested.
+    """
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = parser.commands[args.command]
+        known = [s for action in command._actions for s in action.option_strings if s.startswith("--")]
+        hints = []
+        for word in unknown:
+            if word.startswith("-"):
+                close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1, cutoff=0.6)
+                hints += [f"did you mean {close[0]}?"] if close else []
+        command.error(f"unrecognized arguments: {' '.join(unknown)}"
+                      + (f" ({'; '.join(hints)})" if hints else ""))
+    return args
 
 
 DEBUG_HELP = "on an error, show the traceback too (or set MAMLKIT_DEBUG=1)"
@@ -415,9 +441,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from mamlkit.bench import main as bench_main
 
         return bench_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
     if getattr(args, "preset", None):  # again, with the preset's values as the defaults
-        args = build_parser(args.preset).parse_args(argv)
+        args = parse(build_parser(args.preset), argv)
     debug = getattr(args, "debug", False) or debug_from_env()
     try:
         return COMMANDS[args.command](args)

@@ -134,3 +134,29 @@ def test_train_with_the_first_order_flag_trains_first_order(tmp_path, capsys, mo
         state = checkpoints.load(run_dir / "checkpoint.pt")
         assert state["config"]["first_order"] is not second_order and state["iteration"] == 1
         assert any(create_graph) is second_order, (flag, create_graph)
+
+
+def usage_error(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_a_mistyped_option_is_reported_by_its_command_with_a_suggestion(tmp_path, capsys):
+    err = usage_error(["train", "--run-dir", str(tmp_path), "--iteratons", "5"], capsys)
+    assert "usage: python -m mamlkit train" in err
+    assert "python -m mamlkit train: error: unrecognized arguments: --iteratons 5 (did you mean --iterations?)" in err
+    # A prefix is not taken as the option it begins (argparse would otherwise guess --iterations).
+    err = usage_error(["train", "--run-dir", str(tmp_path), "--iter", "5"], capsys)
+    assert "unrecognized arguments: --iter 5" in err
+    err = usage_error(["evaluate", "model.pt", "--task", "5"], capsys)
+    assert "python -m mamlkit evaluate: error:" in err and "did you mean --tasks?" in err
+
+
+def test_evaluate_help_explains_every_option():
+    evaluate = build_parser().commands["evaluate"]
+    text = " ".join(evaluate.format_help().split())
+    assert "--device DEVICE cpu, cuda or cuda:N (default: cpu)" in text
+    assert "--data-root DATA_ROOT folder with images_background.zip" in text
+    assert "seed of the test tasks (default: 0)" in text
