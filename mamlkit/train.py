@@ -473,7 +473,10 @@ class Trainer:
     def plot(self) -> None:
         from mamlkit.plotting import plot_learning_curves
 
-        fig = plot_learning_curves(read_metrics(self.run_dir / "metrics.jsonl"))
+        # A skipped non-finite step logs only its count of skips: it has no accuracy to draw.
+        records = [r for r in read_metrics(self.run_dir / "metrics.jsonl")
+                   if r.get("kind") != "train" or "query_accuracy" in r]
+        fig = plot_learning_curves(records)
         fig.savefig(self.run_dir / "learning_curve.png", dpi=120)
         import matplotlib.pyplot as plt
         plt.close(fig)
