@@ -34,10 +34,10 @@ from mamlkit.errors import CheckpointError, ConfigError
 from mamlkit.evaluate import evaluate
 from mamlkit.functional import get_params
 from mamlkit.losses import accuracy, cross_entropy
-from mamlkit.models import Conv4
-from mamlkit.outer_loop import NonFiniteError, frozen_everywhere, nonfinite_guard
 from mamlkit.methods import ALGORITHMS, build_method
 from mamlkit.methods import outer_step as method_outer_step
+from mamlkit.models import Conv4
+from mamlkit.outer_loop import NonFiniteError, frozen_everywhere, nonfinite_guard
 
 
 @dataclass
