@@ -68,6 +68,10 @@ def export_run(run_dir: str | Path, out: str | Path, num_tasks: int = 600, test_
     shutil.copyfile(run_dir / "metrics.jsonl", out.with_name(out.stem + "_metrics.jsonl"))
     result = evaluate_checkpoint(out, split="test", num_tasks=num_tasks, seed=test_seed,
                                  data_root=data_root)
+    # The same tasks again, each query image normalised with the support set's batch-norm
+    # statistics instead of its own batch's: the non-transductive protocol (mamlkit.protocols).
+    support_stats = evaluate_checkpoint(out, split="test", num_tasks=num_tasks, seed=test_seed,
+                                        data_root=data_root, protocol="support-stats")
     manifest = {
         "file": out.name,
         "command": training_command(config, str(run_dir)),
@@ -80,6 +84,12 @@ def export_run(run_dir: str | Path, out: str | Path, num_tasks: int = 600, test_
         "test_accuracy": round(result["mean"], 6),
         "test_ci95": round(result["ci95"], 6),
         "test_accuracy_per_step": [round(m, 6) for m in result["per_step_mean"]],
+        # Tasks come in batches of 50 from one generator, so the first 100 of them are the
+        # same tasks whatever num_tasks is: a quick reproduction check for the tests.
+        "test_accuracy_first_100_tasks": round(sum(result["per_task"][:100])
+                                               / len(result["per_task"][:100]), 6),
+        "test_accuracy_support_stats": round(support_stats["mean"], 6),
+        "test_ci95_support_stats": round(support_stats["ci95"], 6),
         "test_tasks": num_tasks,
         "test_seed": test_seed,
         "eval_inner_steps": config.eval_inner_steps,
