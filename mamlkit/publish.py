@@ -76,6 +76,8 @@ def export_run(run_dir: str | Path, out: str | Path, num_tasks: int = 600, test_
         "file": out.name,
         "command": training_command(config, str(run_dir)),
         "seed": config.seed,
+        "algorithm": config.algorithm,  # mamlkit.methods; with first_order, maml is first-order MAML
+        "first_order": config.first_order,
         "iterations": state["iteration"],
         "code_commit": state.get("code_commit"),  # the code that trained the run
         "export_commit": git_commit(),
