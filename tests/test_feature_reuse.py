@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from helpers import image_tasks, tiny_conv
+
 from mamlkit.feature_reuse import layer_names, layer_outputs, linear_cka, relative_change, representation_similarity
 from mamlkit.functional import get_params
 

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from helpers import image_tasks, relative_error, tiny_conv
+
 from mamlkit.functional import get_params
 from mamlkit.losses import cross_entropy
 from mamlkit.methods import ALGORITHMS, ANIL, MAML, MetaSGD, ProtoNet, build_method, outer_step
@@ -11,7 +11,6 @@ from mamlkit.methods.anil import adapt_head
 from mamlkit.methods.embedding import embed, embed_tasks, expand_tasks, split_head
 from mamlkit.methods.protonet import prototype_logits, prototypes
 from mamlkit.outer_loop import outer_step as maml_outer_step
-
 
 # The exercises each case runs through, so that in the student edition every test stops at the
 # stub of one of its own exercises: the second-order step (2.1), the per-task meta_loss (3.1),

@@ -4,12 +4,11 @@ import dataclasses
 
 import pytest
 import torch
+from test_train import samplers, tiny_config, without_timing
 
 from mamlkit import checkpoints
 from mamlkit.methods import ALGORITHMS, ANIL, MetaSGD, ProtoNet
-from mamlkit.train import Trainer, TrainConfig, evaluate_checkpoint, load_method, load_weights, read_metrics
-from test_train import samplers, tiny_config, without_timing
-
+from mamlkit.train import TrainConfig, Trainer, evaluate_checkpoint, load_method, load_weights, read_metrics
 
 # A run takes second-order steps (2.1) and validates: first-order adaptation (3.2) and a
 # confidence interval (4.2); ANIL and ProtoNet also run their own exercise.

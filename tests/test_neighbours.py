@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from helpers import image_tasks, tiny_conv
+
 from mamlkit.functional import get_params
 from mamlkit.methods import build_method
 from mamlkit.neighbours import ROWS, meta_step_cost, results_table

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from helpers import image_tasks, tiny_conv
+
 from mamlkit.evaluate import evaluate
 from mamlkit.functional import get_params
 from mamlkit.methods import ALGORITHMS, build_method

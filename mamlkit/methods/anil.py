@@ -21,8 +21,7 @@ from mamlkit.functional import Params
 from mamlkit.inner_loop import InnerLR, LossFn, gradient_step, init_inner_lrs
 from mamlkit.losses import accuracy
 from mamlkit.methods.base import MetaLearner, Metric, check_implementation
-from mamlkit.methods.embedding import (embed, embed_tasks, expand_tasks, head_logits, identity_head,
-                                       split_head)
+from mamlkit.methods.embedding import embed, embed_tasks, expand_tasks, head_logits, identity_head, split_head
 from mamlkit.outer_loop import check_tasks
 from mamlkit.protocols import check_protocol, query_outputs
 from mamlkit.tasks import TaskBatch
