@@ -154,7 +154,8 @@ def build_parser(preset: Optional[str] = None) -> argparse.ArgumentParser:
     train.add_argument("--export", help="also copy the final weights to this file (e.g. assets/x.pt)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_config_options(train)
-    from mamlkit.presets import PRESETS, preset as preset_values
+    from mamlkit.presets import PRESETS
+    from mamlkit.presets import preset as preset_values
     train.add_argument("--preset", choices=sorted(PRESETS), default=None,
                        help="start from named settings (mamlkit.presets; 'fast': 97%% in minutes on "
                             "a CPU); options given here override them")

@@ -10,9 +10,9 @@ TypeError, or simply work.
 
 import pytest
 import torch
+from helpers import flat, image_tasks, regression_tasks, relative_error, tiny_conv, tiny_mlp
 from torch import nn
 
-from helpers import flat, image_tasks, regression_tasks, relative_error, tiny_conv, tiny_mlp
 from mamlkit.evaluate import adaptation_curve, evaluate
 from mamlkit.fast import forward_tasks, meta_loss_batched, vmap_is_exact
 from mamlkit.functional import forward, get_params

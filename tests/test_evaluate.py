@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from helpers import image_tasks, tiny_conv
+
 from mamlkit.evaluate import adaptation_curve, evaluate, mean_confidence_interval
 from mamlkit.functional import forward, get_params
 from mamlkit.inner_loop import adapt, init_inner_lrs

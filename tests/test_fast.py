@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from helpers import flat, image_tasks, regression_tasks, relative_error, tiny_conv, tiny_mlp
+
 from mamlkit.fast import adapt_tasks, meta_loss_batched
 from mamlkit.functional import get_params
 from mamlkit.inner_loop import adapt, init_inner_lrs

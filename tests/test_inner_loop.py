@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from helpers import flat, image_tasks, regression_tasks, relative_error, tiny_conv, tiny_mlp
 from torch import nn
 from torch.autograd.gradcheck import GradcheckError
 
-from helpers import flat, image_tasks, regression_tasks, relative_error, tiny_conv, tiny_mlp
 from mamlkit.functional import forward, get_params
 from mamlkit.inner_loop import adapt, first_order_gradients, gradient_step, init_inner_lrs
 from mamlkit.losses import cross_entropy, mse

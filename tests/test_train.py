@@ -17,7 +17,8 @@ from mamlkit import checkpoints
 from mamlkit.functional import forward
 from mamlkit.losses import cross_entropy
 from mamlkit.tasks import TaskBatch
-from mamlkit.train import Trainer, TrainConfig, load_weights, read_metrics
+from mamlkit.train import TrainConfig, Trainer, load_weights, read_metrics
+
 
 class RandomImageTasks:
     """A stand-in for ``OmniglotTaskSampler``: ``sample(T, generator)`` draws from ``generator`` only."""
