@@ -273,6 +273,7 @@ def test_evaluate_a_plain_sequential_gives_the_accuracies_of_adapt(make_model):
     assert_unchanged(model, before, "evaluate")
 
 
+@pytest.mark.ex3_2
 def test_evaluating_float_targets_with_the_default_metric_says_it_is_accuracy():
     model = tiny_mlp()
     tasks = regression_tasks()

@@ -128,6 +128,7 @@ def fake_built_cache(folder: Path) -> None:
              background=np.array([b for _, b in sorted(zip(names, background))]), fingerprint=np.array(fingerprint))
 
 
+@pytest.mark.ex4_1
 def test_offline_with_a_built_cache_and_no_zips_is_ready(no_data, offline, capsys):
     fake_built_cache(no_data)
     status, out = run(["data"], capsys)
@@ -140,7 +141,10 @@ def test_offline_with_a_built_cache_and_no_zips_is_ready(no_data, offline, capsy
 def test_the_download_size_is_the_same_in_the_data_command_and_the_readme(no_data, offline, capsys):
     status, out = run(["data"], capsys)
     assert f"downloads the zips ({omniglot.DOWNLOAD_SIZE})" in out.out
-    assert f"on first use ({omniglot.DOWNLOAD_SIZE}, see" in (REPO / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
+    if "## Omniglot data" not in readme:
+        pytest.skip("the student edition's README has no data section")
+    assert f"on first use ({omniglot.DOWNLOAD_SIZE}, see" in readme
     # The figure is the published zips' size (what is downloaded): 9,464,212 + 6,462,886 bytes.
     assert omniglot.DOWNLOAD_SIZE == f"about {(9_464_212 + 6_462_886) / 1e6:.0f} MB"
 
@@ -625,6 +629,7 @@ def stand_in_tasks(monkeypatch):
                                         "val": RandomOmniglotLikeTasks(config)})
 
 
+@pytest.mark.ex2_1
 def test_a_non_finite_step_names_the_extreme_rate_and_its_way_out_works(tmp_path, capsys, stand_in_tasks):
     run_dir = str(tmp_path / "nf")
     argv = ["train", "--run-dir", run_dir, "--iterations", "4", "--meta-lr", "1e30", "--meta-batch-size", "2",

@@ -86,6 +86,7 @@ def test_top_eigenvalue_of_a_quadratic_is_its_largest_curvature():
         top_eigenvalue(loss, {"w": torch.ones(3, dtype=torch.float64)}, iterations=0)
 
 
+@pytest.mark.ex2_1
 def test_one_step_meta_gradient_is_query_gradient_minus_alpha_hessian_times_it():
     model, params, task, support_loss, query_loss = _problem(seed=4)
     inner_lr = 0.05
@@ -109,6 +110,7 @@ def test_the_correction_vanishes_with_inner_lr_and_grows_linearly_with_it():
     assert double / small == pytest.approx(2.0, rel=1e-4)
 
 
+@pytest.mark.ex2_1
 def test_second_order_share_of_one_step_is_the_correction_ratio_and_zero_at_alpha_zero():
     model, params, task, support_loss, query_loss = _problem(seed=6)
     share = second_order_share(model, params, *task, mse, 0.05, 1)

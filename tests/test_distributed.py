@@ -195,6 +195,7 @@ def test_alone_the_distributed_step_is_the_plain_step(float64):
     assert plain_metrics == alone_metrics
 
 
+@pytest.mark.ex3_3
 @pytest.mark.ex2_1
 def test_two_processes_give_the_single_process_meta_gradient(tmp_path, float64):
     # Uneven shards (3 + 2 tasks), learned inner rates, two inner steps, both methods and
@@ -217,7 +218,7 @@ def test_two_processes_give_the_single_process_meta_gradient(tmp_path, float64):
 
 @pytest.mark.ex2_1
 @pytest.mark.ex3_3
-@pytest.mark.parametrize("algorithm", ["maml", "protonet"])
+@pytest.mark.parametrize("algorithm", ["maml", pytest.param("protonet", marks=pytest.mark.ex5_1)])
 def test_two_processes_train_like_one(tmp_path, float64, algorithm):
     config = tiny_config(algorithm=algorithm, learn_inner_lrs=algorithm == "maml")
     run_ranks(2, _train_on_ranks, config, tmp_path / "two")
@@ -270,6 +271,7 @@ def _raise_on_nan(out):
         open(f"{out}/rank{distributed.rank()}-raised", "w").close()
 
 
+@pytest.mark.ex2_1
 def test_a_non_finite_gradient_on_one_rank_stops_every_rank(tmp_path):
     run_ranks(2, _raise_on_nan, str(tmp_path))  # would hang if one rank went on alone
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rank0-raised", "rank1-raised"]
@@ -285,6 +287,7 @@ def _ctrl_c_on_rank_1(config, run_dir):
         open(f"{run_dir}/rank{distributed.rank()}-stopped-at-{trainer.iteration}", "w").close()
 
 
+@pytest.mark.ex3_3
 def test_ctrl_c_on_one_process_stops_all_after_the_same_step(tmp_path, float64):
     config = tiny_config(checkpoint_every=10, val_every=10)
     run_ranks(2, _ctrl_c_on_rank_1, config, tmp_path)
@@ -311,6 +314,7 @@ def _command_on_ranks(rank, world_size, port, argv, out):
     open(f"{out}/status{rank}-{status}", "w").close()
 
 
+@pytest.mark.ex2_1
 def test_the_train_command_under_torchrun_variables(tmp_path):
     run_dir = tmp_path / "run"
     argv = ["train", "--run-dir", str(run_dir), "--n-way", "3", "--n-query", "2", "--meta-batch-size", "3",

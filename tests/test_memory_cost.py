@@ -24,6 +24,7 @@ def test_graph_memory_counts_the_tensors_saved_for_backward_once_per_storage():
     assert graph_memory(nothing_saved) == 0
 
 
+@pytest.mark.ex3_1
 def test_second_order_memory_grows_linearly_with_inner_steps_and_first_order_stays_flat():
     model, tasks = tiny_mlp(hidden=16), regression_tasks(num_tasks=3, k_support=10, k_query=10)
     params = get_params(model)

@@ -13,6 +13,7 @@ from mamlkit.sinusoid import sample_sinusoid_tasks
 from mamlkit.tasks import TaskBatch
 
 
+@pytest.mark.ex2_1
 def test_disjoint_mode_is_plain_maml_on_the_same_tasks():
     run = train_meta_overfitting("disjoint", 6, eval_every=3, num_val_tasks=4)
     reference = train_sine_maml(6, seed=0, progress=False)
@@ -21,6 +22,7 @@ def test_disjoint_mode_is_plain_maml_on_the_same_tasks():
     assert run.steps == [3, 6] and len(run.train_meta_loss) == len(run.val_meta_loss) == 2
 
 
+@pytest.mark.ex2_1
 def test_a_pool_of_one_task_is_memorised_while_new_tasks_stay_unsolved():
     run = train_meta_overfitting("fixed_pool", 300, eval_every=100, pool_size=1, meta_batch_size=4,
                                  meta_lr=1e-2, num_val_tasks=50)
@@ -28,6 +30,7 @@ def test_a_pool_of_one_task_is_memorised_while_new_tasks_stay_unsolved():
     assert run.val_meta_loss[-1] > 10 * run.train_meta_loss[-1], (run.train_meta_loss, run.val_meta_loss)
 
 
+@pytest.mark.ex2_1
 def test_query_is_support_scores_the_points_adapted_on():
     # The first outer step's objective, recomputed from the same θ and tasks: the query MSE for
     # the honest run, the MSE on the support points themselves for the other.

@@ -93,6 +93,7 @@ def test_warm_up_steps_are_first_order_and_the_later_steps_second_order(tmp_path
     assert not torch.allclose(warm[2], first[2])
 
 
+@pytest.mark.ex3_3
 @pytest.mark.ex2_1
 @pytest.mark.ex3_2
 @pytest.mark.ex4_2

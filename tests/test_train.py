@@ -140,6 +140,7 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     assert Trainer(longer, tmp_path, samplers(longer)).resume_if_possible()
 
 
+@pytest.mark.ex2_1
 def test_a_finished_run_writes_its_weights_to_model_pt(tmp_path, no_plots):
     config = tiny_config(iterations=2)
     trainer = Trainer(config, tmp_path / "run", samplers(config))

@@ -63,6 +63,7 @@ def test_a_head_separates_separable_features_and_zero_steps_give_chance_ties():
         fine_tune_heads(feats[0], labels, 3)
 
 
+@pytest.mark.ex4_2
 def test_features_normalise_each_task_as_one_batch_and_evaluation_runs_on_sampled_tasks():
     model = Conv4(2, channels=4, generator=torch.Generator().manual_seed(0))
     params = get_params(model)
@@ -80,6 +81,7 @@ def test_features_normalise_each_task_as_one_batch_and_evaluation_runs_on_sample
     assert result["num_tasks"] == 5 and len(result["per_task"]) == 5 and 0 <= result["mean"] <= 1
 
 
+@pytest.mark.ex3_2
 def test_evaluate_transfer_draws_tasks_exactly_as_evaluate_does():
     from mamlkit.evaluate import evaluate
     from mamlkit.losses import cross_entropy
