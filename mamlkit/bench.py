@@ -602,7 +602,7 @@ def machine_lines(info: dict) -> list:
         + (f" ({info['gpu']})" if "gpu" in info else ""),
         f"load average (1 min) at start: {info['load_average_1min']}; {info['time']}",
     ]
-    for contender, package in OPTIONAL.items():
+    for package in OPTIONAL.values():
         lines.append(f"{package}: " + (info.get(package) or
                                        "not installed (pip install -r benchmarks/requirements.txt)"))
     return lines
@@ -719,7 +719,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(line + "  ")
     contenders = list(dict.fromkeys(args.contenders))
     notes = []
-    for contender, package in OPTIONAL.items():
+    for contender in OPTIONAL:
         if contender in contenders and not contender_available(contender):
             contenders.remove(contender)
             notes.append(f"{contender} skipped: not installed "

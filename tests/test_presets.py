@@ -9,12 +9,11 @@ import math
 
 import pytest
 import torch
+from test_train import samplers, tiny_config, without_timing
 
 from mamlkit.cli import build_parser
 from mamlkit.presets import PRESETS, preset, preset_config
-from mamlkit.train import Trainer, TrainConfig, meta_lr_at, read_metrics
-from test_train import samplers, tiny_config, without_timing
-
+from mamlkit.train import TrainConfig, Trainer, meta_lr_at, read_metrics
 
 # -- the schedule -------------------------------------------------------------------------
 
