@@ -251,3 +251,36 @@ def plot_adaptation_curve(
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def plot_paper_table(rows) -> plt.Figure:
+    """Test accuracy against inner steps for each shipped checkpoint of the paper's table.
+
+    Args:
+        rows: ``(setting, manifest)`` pairs from :func:`mamlkit.paper_table.shipped_results`;
+            each manifest's ``test_accuracy_per_step`` (after 0..S inner steps on 600 test
+            tasks) is drawn, with the paper's accuracy as a marker at the step it reports.
+
+    Returns:
+        A Figure with one curve per shipped setting, accuracy in percent.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for index, (setting, manifest) in enumerate(rows):
+        if manifest is None:
+            continue
+        color = f"C{index}"
+        curve = [100 * a for a in manifest["test_accuracy_per_step"]]
+        ax.plot(range(len(curve)), curve, marker="o", ms=4, color=color,
+                label=f"{setting.name}: {manifest['iterations']:,} steps")
+        ax.errorbar([manifest["eval_inner_steps"]], [100 * setting.paper_accuracy],
+                    yerr=[100 * setting.paper_ci95], color=color, marker="*", ms=10, ls="none",
+                    capsize=3)
+    ax.plot([], [], "k*", ms=8, ls="none", label="the paper (Finn et al. 2017, Table 1)")
+    ax.set_xlabel("inner steps on the support set")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 101)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("Shipped checkpoints against inner steps (600 test tasks each)")
+    fig.tight_layout()
+    return fig

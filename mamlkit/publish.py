@@ -87,7 +87,9 @@ def export_run(run_dir: str | Path, out: str | Path, num_tasks: int = 600, test_
         "test_ci95": round(result["ci95"], 6),
         "test_accuracy_per_step": [round(m, 6) for m in result["per_step_mean"]],
         # Tasks come in batches of 50 from one generator, so the first 100 of them are the
-        # same tasks whatever num_tasks is: a quick reproduction check for the tests.
+        # same tasks whatever num_tasks is (and so are the first 50): quick reproduction checks.
+        "test_accuracy_first_50_tasks": round(sum(result["per_task"][:50])
+                                              / len(result["per_task"][:50]), 6),
         "test_accuracy_first_100_tasks": round(sum(result["per_task"][:100])
                                                / len(result["per_task"][:100]), 6),
         "test_accuracy_support_stats": round(support_stats["mean"], 6),

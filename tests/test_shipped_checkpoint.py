@@ -52,3 +52,37 @@ def test_evaluating_the_checkpoint_reproduces_the_manifest():
     assert abs(result["mean"] - manifest["test_accuracy"]) <= 0.002, (
         f"measured {result['mean']:.4f}, manifest says {manifest['test_accuracy']:.4f}"
     )
+
+
+def test_the_paper_table_has_a_checkpoint_for_every_setting():
+    from mamlkit.paper_table import shipped_results
+
+    missing = [setting.name for setting, manifest in shipped_results(ASSETS) if manifest is None]
+    assert not missing, f"no shipped checkpoint for {missing}"
+    for setting, manifest in shipped_results(ASSETS):
+        state = torch.load(ASSETS / manifest["file"], map_location="cpu", weights_only=True)
+        assert (state["config"]["n_way"], state["config"]["k_shot"]) == (setting.n_way, setting.k_shot)
+        # Honest about how far it was trained and where.
+        assert manifest["iterations"] == state["iteration"] and manifest["machine"]
+        assert len(manifest["test_accuracy_per_step"]) == manifest["eval_inner_steps"] + 1
+
+
+TABLE_STEMS = [stem for stem in ("omniglot_5w5s", "omniglot_20w1s", "omniglot_20w5s")
+               if (ASSETS / f"{stem}.json").exists()]
+
+
+@pytest.mark.ex2_1
+@pytest.mark.ex3_2
+@pytest.mark.ex4_1
+@pytest.mark.ex4_2
+@pytest.mark.skipif(not data_available(), reason="needs MAMLKIT_DATA with the Omniglot zips")
+@pytest.mark.parametrize("stem", TABLE_STEMS)
+def test_evaluate_reproduces_each_table_checkpoint_on_its_first_50_tasks(stem):
+    """The first 50 of the manifest's 600 test tasks: the same seed draws the same tasks."""
+    manifest = json.loads((ASSETS / f"{stem}.json").read_text())
+    result = evaluate_checkpoint(ASSETS / manifest["file"], split="test", num_tasks=50,
+                                 seed=manifest["test_seed"], inner_steps=manifest["eval_inner_steps"])
+    assert abs(result["mean"] - manifest["test_accuracy_first_50_tasks"]) <= 0.002, (
+        f"{stem}: measured {result['mean']:.4f} on the first 50 test tasks, "
+        f"manifest says {manifest['test_accuracy_first_50_tasks']:.4f}"
+    )
