@@ -968,3 +968,23 @@ def test_after_a_hint_later_cells_are_skipped_until_the_stopped_cell_runs_again(
     assert "NameError" not in output and "LATER ERROR: None" in output
     assert "CHECKED 2.1" in output, "a check cell runs even after a hint"
     assert "AGAIN: None" in output and "PHI 2" in output, "running the stopped cell again lifts the stop"
+
+
+def test_a_submission_without_the_package_is_refused_rather_than_graded_as_an_installed_copy(tmp_path):
+    from mamlkit.classroom.grade import GradingError
+
+    # A drag-and-drop of single files: without mamlkit/ in the submission the tests would import
+    # whichever mamlkit is installed (the instructor's, on a grading server) and pass.
+    (tmp_path / "autograd_warmups.py").write_text("# my answers\n")
+    with pytest.raises(GradingError, match="no mamlkit/ package"):
+        grade(tmp_path, reference=Path(__file__).resolve().parents[1])
+
+
+def test_an_exercise_whose_file_is_missing_from_the_submission_earns_nothing(tmp_path):
+    (tmp_path / "mamlkit").mkdir()
+    (tmp_path / "mamlkit" / "__init__.py").write_text("")
+    report = grade(tmp_path, reference=Path(__file__).resolve().parents[1], only=("1.1",))
+    [result] = report.results
+    assert result.exercise.id == "1.1"
+    assert result.points_earned == 0 and result.points_possible == result.exercise.points
+    assert "mamlkit/autograd_warmups.py is not in the submission" in " ".join(result.notes)

@@ -487,16 +487,36 @@ def grade(
     if not exercises:
         raise GradingError("no exercises to grade")
     graded = tuple(e for e in exercises if only is None or e.id in only)
+    # The tests import the package from ``root``; without it there, Python would import an
+    # installed copy (the instructor's, on a grading server) and grade that instead.
+    package = next((e.module.split("/")[0] for e in exercises if e.module), None)
+    if package is not None and not (Path(root) / package / "__init__.py").is_file():
+        raise GradingError(
+            f"the submission has no {package}/ package ({Path(root).absolute() / package / '__init__.py'} "
+            f"is missing): submit the whole repository folder, with {package}/ and its files, "
+            "not single files"
+        )
+    # Graded against the reference, an exercise whose file the submission lacks earns nothing,
+    # with a note naming the file (a misplaced or forgotten file, not a wrong answer).
+    missing = {e.id for e in graded
+               if reference is not None and e.module and not (Path(root) / e.module).is_file()}
+    absent = [
+        ExerciseResult(e, [TestOutcome(f"{e.module} (missing)", "failed",
+                                       f"{e.module} is not in the submission")],
+                       0, [f"{e.module} is not in the submission: nothing of {e.label} to grade"])
+        for e in graded if e.id in missing
+    ]
+    graded = tuple(e for e in graded if e.id not in missing)
     if tests_dir is None:
         tests_dir = str(Path(reference).absolute() / "tests") if reference is not None else "tests"
     warnings = [w for w in [data_warning(env)] if w]
     records: list[tuple[tuple[Exercise, ...], dict, list[str]]] = []
     exit_code, outputs = 0, []
-    if reference is None:
+    if graded and reference is None:
         record, exit_code, output = run_exercise_tests(root, graded, tests_dir=tests_dir, timeout=timeout, env=env)
         records.append((graded, record, []))
         outputs.append(output)
-    else:
+    elif graded:
         from .reference import IsolationError, build_composite, plan_composite, reference_functions
 
         try:
@@ -515,7 +535,7 @@ def grade(
             records.append((group, record, members[0][1].notes))
             exit_code = max(exit_code, code)
             outputs.append(output)
-    results, collection_errors = [], []
+    results, collection_errors = list(absent), []
     for group, record, notes in records:
         for error in record["collection_errors"]:
             if error not in collection_errors:
@@ -523,7 +543,7 @@ def grade(
         for exercise in group:
             tests = _outcomes_for(record, exercise)
             results.append(ExerciseResult(exercise, tests, _points(exercise, tests, policy), list(notes)))
-    order = {e.id: i for i, e in enumerate(graded)}
+    order = {e.id: i for i, e in enumerate(exercises)}
     results.sort(key=lambda r: order[r.exercise.id])
     return GradeReport(
         results, policy, collection_errors, exit_code, "\n".join(outputs),
