@@ -1,4 +1,4 @@
-"""Autograd warm-ups: the two exercises of notebook 01, as functions the tests can check.
+"""Autograd warm-ups: the four exercises of notebook 01, as functions the tests can check.
 
 - Exercise 1.1, :func:`q_gradients`: the gradients of :math:`Q = 3a^3 - b^2` with ``backward()``,
   read from ``.grad``;
@@ -9,8 +9,8 @@
 - Exercise 1.4, :func:`one_step_inner_lr`: the step size :math:`\\alpha = 1 / L_S''` that lands
   on the support loss's minimum in one step, from any :math:`\\theta`.
 
-Notebook 01 (``notebooks/01_autograd_basics.ipynb``) explains both tools on other functions,
-then calls these two and checks them against the derivatives worked out by hand. The tests are
+Notebook 01 (``notebooks/01_autograd_basics.ipynb``) explains the tools on other functions,
+then calls these four and checks them against the derivatives worked out by hand. The tests are
 in ``tests/test_autograd_warmups.py``; run them with ``pytest -m "ex1_1 or ex1_2 or ex1_3 or ex1_4"``.
 """
 

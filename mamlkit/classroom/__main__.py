@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     grade_.add_argument("--root", type=Path, default=Path.cwd(), help="repository to grade (default: .)")
     grade_.add_argument(
         "--tests", type=Path, default=None,
-        help="the tests to run (default: ROOT/tests); point it at the course's copy, so edited tests do not count",
+        help="the tests to run (default: the reference's tests, so a submission's edited tests do not count; "
+             "with --no-reference, ROOT/tests)",
     )
     grade_.add_argument(
         "--reference", type=Path, default=None,

@@ -78,7 +78,7 @@ came back.
   points only, and an exercise you solve earns its points even if an earlier one is unfinished.
 - **All or nothing per exercise**: an exercise earns its points when every one of its tests
   passes.
-- **Hidden tests**: the grader also runs tests that are not in this repository. Code that
+- **Hidden tests**: the grader may also run tests that are not in this repository. Code that
   does what the exercise asks, for every valid input, passes them too.
 - A test **skipped** because the Omniglot data is not there neither earns nor costs points.
 
