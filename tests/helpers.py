@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import torch
 
 from mamlkit.models import Conv4, SineMLP
@@ -46,3 +50,30 @@ def regression_tasks(num_tasks=2, k_support=5, k_query=4, seed=0, dtype=torch.fl
     x_q = torch.rand(num_tasks, k_query, 1, generator=g, dtype=dtype) * 10 - 5
     amp = torch.rand(num_tasks, 1, 1, generator=g, dtype=dtype) * 4 + 1
     return TaskBatch(x_s, amp * torch.sin(x_s), x_q, amp * torch.sin(x_q))
+
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+def data_available() -> bool:
+    """Whether ``MAMLKIT_DATA`` names a folder holding the Omniglot zips."""
+    folder = os.environ.get("MAMLKIT_DATA")
+    return bool(folder) and (Path(folder) / "images_background.zip").exists()
+
+
+def check_reproduces_first_tasks(stem: str, num_tasks: int) -> None:
+    """Evaluate ``assets/<stem>.pt`` on the first ``num_tasks`` of its manifest's test tasks.
+
+    Tasks come in batches of 50 from the manifest's seed, so the first 50 or 100 are the same
+    tasks as in the manifest's 600; the accuracy must match ``test_accuracy_first_<n>_tasks``.
+    """
+    from mamlkit.train import evaluate_checkpoint
+
+    manifest = json.loads((ASSETS / f"{stem}.json").read_text())
+    expected = manifest[f"test_accuracy_first_{num_tasks}_tasks"]
+    result = evaluate_checkpoint(ASSETS / manifest["file"], split="test", num_tasks=num_tasks,
+                                 seed=manifest["test_seed"], inner_steps=manifest["eval_inner_steps"])
+    assert abs(result["mean"] - expected) <= 0.002, (
+        f"{stem}: measured {result['mean']:.4f} on the first {num_tasks} test tasks, "
+        f"manifest says {expected:.4f}"
+    )

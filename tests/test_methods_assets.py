@@ -1,22 +1,17 @@
 """The shipped checkpoint of every method: described by its manifest, reproduced by evaluate."""
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+from helpers import check_reproduces_first_tasks, data_available
 
 from mamlkit.checkpoints import sha256
 from mamlkit.neighbours import ROWS
-from mamlkit.train import evaluate_checkpoint, load_method
+from mamlkit.train import load_method
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 STEMS = [stem for _, _, stem in ROWS]
-
-
-def data_available() -> bool:
-    folder = os.environ.get("MAMLKIT_DATA")
-    return bool(folder) and (Path(folder) / "images_background.zip").exists()
 
 
 @pytest.mark.parametrize("stem", STEMS)
@@ -46,10 +41,4 @@ EVAL_EX = {"anil": ("ex5_2",), "protonet": ("ex5_1",)}
     for key, _, stem in ROWS])
 def test_evaluate_reproduces_each_method_checkpoint(stem):
     """The first 100 of the manifest's 600 test tasks (same seed, same batches of 50)."""
-    manifest = json.loads((ASSETS / f"{stem}.json").read_text())
-    result = evaluate_checkpoint(ASSETS / manifest["file"], split="test", num_tasks=100,
-                                 seed=manifest["test_seed"], inner_steps=manifest["eval_inner_steps"])
-    assert abs(result["mean"] - manifest["test_accuracy_first_100_tasks"]) <= 0.002, (
-        f"{stem}: measured {result['mean']:.4f} on the first 100 test tasks, "
-        f"manifest says {manifest['test_accuracy_first_100_tasks']:.4f}"
-    )
+    check_reproduces_first_tasks(stem, 100)

@@ -1,22 +1,17 @@
 """The pretrained checkpoint in assets/: safe to load, as described by its manifest, reproducible."""
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import check_reproduces_first_tasks, data_available
 
 from mamlkit.checkpoints import sha256
 from mamlkit.train import evaluate_checkpoint, load_weights
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 MANIFESTS = sorted(ASSETS.glob("omniglot_*.json"))
-
-
-def data_available() -> bool:
-    folder = os.environ.get("MAMLKIT_DATA")
-    return bool(folder) and (Path(folder) / "images_background.zip").exists()
 
 
 def test_the_5way_1shot_checkpoint_is_shipped():
@@ -79,10 +74,4 @@ TABLE_STEMS = [stem for stem in ("omniglot_5w5s", "omniglot_20w1s", "omniglot_20
 @pytest.mark.parametrize("stem", TABLE_STEMS)
 def test_evaluate_reproduces_each_table_checkpoint_on_its_first_50_tasks(stem):
     """The first 50 of the manifest's 600 test tasks: the same seed draws the same tasks."""
-    manifest = json.loads((ASSETS / f"{stem}.json").read_text())
-    result = evaluate_checkpoint(ASSETS / manifest["file"], split="test", num_tasks=50,
-                                 seed=manifest["test_seed"], inner_steps=manifest["eval_inner_steps"])
-    assert abs(result["mean"] - manifest["test_accuracy_first_50_tasks"]) <= 0.002, (
-        f"{stem}: measured {result['mean']:.4f} on the first 50 test tasks, "
-        f"manifest says {manifest['test_accuracy_first_50_tasks']:.4f}"
-    )
+    check_reproduces_first_tasks(stem, 50)
