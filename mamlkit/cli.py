@@ -90,6 +90,7 @@ HELP = {
     "inner_lr": "inner-loop step size α (paper: 0.4 for 5-way, 0.1 for 20-way)",
     "inner_steps": "inner steps during meta-training (paper: 1 for 5-way, 5 for 20-way)",
     "eval_inner_steps": "inner steps at validation/test time (paper text: 3; its code: 10)",
+    "eval_n_query": "query examples per class at validation/test time (default: n_query)",
     "first_order": "first-order MAML: drop second derivatives",
     "learn_inner_lrs": "learn one inner learning rate per parameter tensor (CS330)",
     "meta_lr": "outer (Adam) learning rate β",
@@ -132,6 +133,8 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
             kind = _chunk
         elif field.name == "data_root":
             kind = str
+        elif field.name == "eval_n_query":
+            kind = int
         else:
             kind = type(default)
         parser.add_argument(flag, type=kind, default=default, metavar=field.name.upper(),
@@ -173,8 +176,9 @@ def build_parser(preset: Optional[str] = None) -> argparse.ArgumentParser:
                           help="inner steps at test time (default: the run's eval_inner_steps)")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the test tasks (default: 0)")
     evaluate.add_argument("--n-query", type=int, default=None,
-                          help="query images per class (default: the run's); with the transductive "
-                               "protocol the accuracy depends on it")
+                          help="query images per class (default: the run's evaluation setting, "
+                               "eval_n_query, else its n_query); with the transductive protocol "
+                               "the accuracy depends on it")
     evaluate.add_argument("--protocol", default="transductive", choices=["transductive", "support-stats"],
                           help="batch norm of the query images: their own statistics (transductive, the "
                                "paper's) or the support set's (support-stats) (default: transductive)")
@@ -320,6 +324,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     # Everything that can be checked without data, before anything is loaded or downloaded.
     config.validate()
     check_task_settings(config.n_way, config.k_shot, config.n_query, config.split)
+    if config.eval_n_query is not None:
+        check_task_settings(config.n_way, config.k_shot, config.eval_n_query, config.split)
     run_folder = usable_run_folder(args.run_dir)
     check_resume(config, run_folder)
     if args.export:

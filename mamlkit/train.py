@@ -51,6 +51,10 @@ class TrainConfig:
     inner_lr: float = 0.4
     inner_steps: int = 1
     eval_inner_steps: int = 3
+    # Query images per class in validation and test tasks; None: n_query. Training with more
+    # queries than the evaluation protocol uses (e.g. 2 against the paper's 1) gives each
+    # meta-step more signal, while the accuracy stays comparable with the literature's.
+    eval_n_query: Optional[int] = None
     first_order: bool = False
     learn_inner_lrs: bool = False
     # Which meta-learner (mamlkit.methods): maml, anil, metasgd or protonet. first_order
@@ -124,6 +128,11 @@ class TrainConfig:
                               f"got {self.task_chunk_size!r}")
         if self.val_tasks < 2:
             raise ConfigError(f"val_tasks must be at least 2, got {self.val_tasks}")
+        if self.eval_n_query is not None and (isinstance(self.eval_n_query, bool)
+                                              or not isinstance(self.eval_n_query, int)
+                                              or self.eval_n_query < 1):
+            raise ConfigError(f"eval_n_query must be a positive integer or None (the same as "
+                              f"n_query), got {self.eval_n_query!r}")
         check_device(self.device)
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {sorted(ALGORITHMS)}, got {self.algorithm!r}")
@@ -151,7 +160,7 @@ META_LR_SCHEDULES = ("constant", "cosine")
 #: is part of the run, so a checkpoint made with another value is refused.
 RESUMABLE_SETTINGS = ("iterations", "device", "data_root", "implementation", "task_chunk_size",
                       "skip_nonfinite", "log_every", "val_every", "val_tasks", "eval_inner_steps",
-                      "checkpoint_every")
+                      "eval_n_query", "checkpoint_every")
 
 
 def changed_settings(saved_config: dict, config: TrainConfig) -> dict:
@@ -182,7 +191,11 @@ def build_model(config: TrainConfig | dict, generator: Optional[torch.Generator]
 
 
 def omniglot_task_samplers(config: TrainConfig):
-    """``{split name: sampler}`` for the config's Omniglot split scheme."""
+    """``{split name: sampler}`` for the config's Omniglot split scheme.
+
+    The training sampler draws ``n_query`` query images per class, the validation and test
+    samplers ``eval_n_query`` (``n_query`` when that is None).
+    """
     from mamlkit.data.omniglot import load_omniglot, split_characters
     from mamlkit.data.sampler import OmniglotTaskSampler
 
@@ -190,9 +203,15 @@ def omniglot_task_samplers(config: TrainConfig):
     splits = split_characters(data.characters, scheme=config.split)
     return {
         name: OmniglotTaskSampler(data.images, indices, config.n_way, config.k_shot,
-                                  config.n_query, rotate=config.rotate, split_name=name)
+                                  config.n_query if name == "train" else evaluation_n_query(config),
+                                  rotate=config.rotate, split_name=name)
         for name, indices in splits.items()
     }
+
+
+def evaluation_n_query(config: TrainConfig) -> int:
+    """Query images per class of the validation and test tasks: ``eval_n_query`` or ``n_query``."""
+    return config.n_query if config.eval_n_query is None else config.eval_n_query
 
 
 def check_samplers(samplers) -> dict:
@@ -609,8 +628,9 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", num_tasks: int = 
     """Mean accuracy ± 95% CI of saved weights on ``num_tasks`` tasks of ``split``.
 
     Args:
-        n_query: query images per class (default: the run's own ``n_query``); with the
-            transductive protocol the accuracy depends on it (see :mod:`mamlkit.protocols`).
+        n_query: query images per class (default: the run's ``eval_n_query``, else its
+            ``n_query``); with the transductive protocol the accuracy depends on it (see
+            :mod:`mamlkit.protocols`).
         protocol: ``"transductive"`` (the paper's) or ``"support-stats"``.
     """
     from mamlkit.data.omniglot import SPLIT_NAMES, check_task_settings
@@ -629,9 +649,8 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", num_tasks: int = 
     config = TrainConfig(**{k: v for k, v in saved.items() if k in fields})
     if data_root is not None:
         config.data_root = data_root
-    if n_query is not None:
-        config.n_query = n_query
-    check_task_settings(config.n_way, config.k_shot, config.n_query, config.split)
+    config.eval_n_query = evaluation_n_query(config) if n_query is None else n_query
+    check_task_settings(config.n_way, config.k_shot, config.eval_n_query, config.split)
     samplers = omniglot_task_samplers(config)
     if split not in samplers:
         raise ValueError(f"unknown split {split!r}; choose one of {sorted(samplers)}")

@@ -13,7 +13,7 @@ from test_train import samplers, tiny_config, without_timing
 
 from mamlkit.cli import build_parser
 from mamlkit.presets import PRESETS, preset, preset_config
-from mamlkit.train import TrainConfig, Trainer, meta_lr_at, read_metrics
+from mamlkit.train import TrainConfig, Trainer, evaluation_n_query, meta_lr_at, omniglot_task_samplers, read_metrics
 
 # -- the schedule -------------------------------------------------------------------------
 
@@ -129,10 +129,12 @@ def test_every_preset_is_a_valid_config(name):
 
 def test_the_paper_preset_is_the_default_and_fast_keeps_the_task_protocol():
     assert preset_config("paper") == TrainConfig()
-    fast = preset_config("fast")
-    # Faster training, the same tasks and evaluation: 5-way 1-shot, 1 query, second order.
-    for field in ("n_way", "k_shot", "n_query", "eval_inner_steps", "first_order", "split", "rotate"):
-        assert getattr(fast, field) == getattr(TrainConfig(), field), field
+    fast, paper = preset_config("fast"), TrainConfig()
+    # Faster training, the same tasks and evaluation: 5-way 1-shot, second order, and validation
+    # and test tasks with the paper's one query per class (training may use more).
+    for field in ("n_way", "k_shot", "eval_inner_steps", "inner_steps", "first_order", "split", "rotate"):
+        assert getattr(fast, field) == getattr(paper, field), field
+    assert evaluation_n_query(fast) == evaluation_n_query(paper) == 1
 
 
 def test_unknown_preset_is_refused_with_the_choices():
@@ -162,3 +164,58 @@ def test_the_command_line_preset_sets_defaults_and_explicit_options_win(monkeypa
     seen.clear()
     cli.main(["train", "--run-dir", "x"])
     assert seen["args"].meta_batch_size == TrainConfig().meta_batch_size
+
+
+# -- evaluation queries -------------------------------------------------------------------
+
+def test_evaluation_queries_default_to_the_training_queries_and_bad_values_are_refused():
+    assert evaluation_n_query(TrainConfig(n_query=3)) == 3
+    assert evaluation_n_query(TrainConfig(n_query=3, eval_n_query=1)) == 1
+    for bad in (0, -2, 1.5, True, "1"):
+        with pytest.raises(ValueError, match="eval_n_query"):
+            TrainConfig(eval_n_query=bad).validate()
+
+
+def test_the_train_command_takes_eval_n_query():
+    parser = build_parser()
+    assert parser.parse_args(["train", "--run-dir", "x"]).eval_n_query is None
+    assert parser.parse_args(["train", "--run-dir", "x", "--eval-n-query", "1"]).eval_n_query == 1
+
+
+def test_training_tasks_have_n_query_and_validation_and_test_tasks_eval_n_query(monkeypatch):
+    import mamlkit.data.omniglot as omniglot
+
+    class Data:  # 60 characters of 20 drawings, 28×28: enough for every split of a 5-way task
+        images = torch.zeros(60, 20, 28, 28, dtype=torch.uint8)
+        characters = [f"alphabet{i // 10}/character{i % 10:02d}" for i in range(60)]
+
+    monkeypatch.setattr(omniglot, "load_omniglot", lambda root=None: Data())
+    monkeypatch.setattr(omniglot, "split_characters", lambda characters, scheme: {
+        "train": list(range(20)), "val": list(range(20, 40)), "test": list(range(40, 60))})
+    config = TrainConfig(n_query=3, eval_n_query=1)
+    found = {name: sampler.sample(1, torch.Generator().manual_seed(0)).x_query.shape[1]
+             for name, sampler in omniglot_task_samplers(config).items()}
+    assert found == {"train": 5 * 3, "val": 5 * 1, "test": 5 * 1}
+    found = {name: sampler.sample(1, torch.Generator().manual_seed(0)).x_query.shape[1]
+             for name, sampler in omniglot_task_samplers(TrainConfig(n_query=3)).items()}
+    assert found == {"train": 15, "val": 15, "test": 15}, "eval_n_query None: the training queries"
+
+
+@pytest.mark.ex3_3  # learn_inner_lrs: init_inner_lrs
+def test_evaluate_checkpoint_uses_the_runs_eval_n_query_unless_told_otherwise(tmp_path, monkeypatch):
+    import mamlkit.train as train_module
+
+    config = tiny_config(n_query=2, eval_n_query=1, learn_inner_lrs=True)
+    path = Trainer(config, tmp_path / "run", samplers(config)).export(tmp_path / "model.pt")
+    seen = []
+
+    def fake_samplers(config):
+        seen.append(evaluation_n_query(config))
+        stand_in = samplers(dataclasses.replace(config, n_query=evaluation_n_query(config)))
+        return {"train": stand_in["train"], "val": stand_in["val"], "test": stand_in["val"]}
+
+    monkeypatch.setattr(train_module, "omniglot_task_samplers", fake_samplers)
+    monkeypatch.setattr("mamlkit.data.omniglot.check_task_settings", lambda *args: None)
+    train_module.evaluate_checkpoint(path, num_tasks=2)
+    train_module.evaluate_checkpoint(path, num_tasks=2, n_query=4)
+    assert seen == [1, 4]

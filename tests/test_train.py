@@ -153,6 +153,7 @@ def test_bookkeeping_settings_may_change_on_resume_and_the_mathematics_may_not(t
     config = tiny_config()
     Trainer(config, tmp_path, samplers(config)).save_checkpoint()
     bookkeeping = tiny_config(log_every=3, val_every=5, checkpoint_every=7, val_tasks=9, eval_inner_steps=4,
+                              eval_n_query=1,
                               skip_nonfinite=True, iterations=20, task_chunk_size=None, implementation="loop")
     assert Trainer(bookkeeping, tmp_path, samplers(bookkeeping)).resume_if_possible()
     for change in ({"meta_lr": 0.5}, {"inner_steps": 2}, {"first_order": True}, {"meta_batch_size": 3},
