@@ -182,6 +182,7 @@ def test_the_train_command_takes_eval_n_query():
     assert parser.parse_args(["train", "--run-dir", "x", "--eval-n-query", "1"]).eval_n_query == 1
 
 
+@pytest.mark.ex4_1  # the task sampler
 def test_training_tasks_have_n_query_and_validation_and_test_tasks_eval_n_query(monkeypatch):
     import mamlkit.data.omniglot as omniglot
 
