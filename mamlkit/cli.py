@@ -90,7 +90,7 @@ HELP = {
     "inner_lr": "inner-loop step size α (paper: 0.4 for 5-way, 0.1 for 20-way)",
     "inner_steps": "inner steps during meta-training (paper: 1 for 5-way, 5 for 20-way)",
     "eval_inner_steps": "inner steps at validation/test time (paper text: 3; its code: 10)",
-    "eval_n_query": "query examples per class at validation/test time (default: n_query)",
+    "eval_n_query": "query examples per class at validation/test time (None: as n_query)",
     "first_order": "first-order MAML: drop second derivatives",
     "learn_inner_lrs": "learn one inner learning rate per parameter tensor (CS330)",
     "meta_lr": "outer (Adam) learning rate β",
