@@ -32,6 +32,20 @@ from mamlkit.errors import CheckpointError, ConfigError, MamlkitError, RunFolder
 from mamlkit.train import TrainConfig, changed_settings
 
 
+def _queries_or_none(text: str) -> Optional[int]:
+    """``--eval-n-query``: a positive number of query images per class, or 'none' (as n_query)."""
+    if text.lower() == "none":
+        return None
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of query images per class or "
+                                         f"'none' (as many as --n-query), got {text!r}")
+    return number
+
+
 def _chunk(text: str) -> Optional[int]:
     if text.lower() == "all":
         return None
@@ -90,7 +104,7 @@ HELP = {
     "inner_lr": "inner-loop step size α (paper: 0.4 for 5-way, 0.1 for 20-way)",
     "inner_steps": "inner steps during meta-training (paper: 1 for 5-way, 5 for 20-way)",
     "eval_inner_steps": "inner steps at validation/test time (paper text: 3; its code: 10)",
-    "eval_n_query": "query examples per class at validation/test time (None: as n_query)",
+    "eval_n_query": "query examples per class at validation/test time, or 'none': as n_query",
     "first_order": "first-order MAML: drop second derivatives",
     "learn_inner_lrs": "learn one inner learning rate per parameter tensor (CS330)",
     "meta_lr": "outer (Adam) learning rate β",
@@ -127,18 +141,18 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
         default = field.default
         if field.type in ("bool", bool):
             parser.add_argument(flag, action=_Flag, default=default,
-                                help=f"{HELP.get(field.name, '')} (default: {default})")
+                                help=f"{HELP.get(field.name, '')} (default: %(default)s)")
             continue
         if field.name == "task_chunk_size":
             kind = _chunk
         elif field.name == "data_root":
             kind = str
         elif field.name == "eval_n_query":
-            kind = int
+            kind = _queries_or_none
         else:
             kind = type(default)
         parser.add_argument(flag, type=kind, default=default, metavar=field.name.upper(),
-                            help=f"{HELP.get(field.name, '')} (default: {default})")
+                            help=f"{HELP.get(field.name, '')} (default: %(default)s)")
 
 
 def build_parser(preset: Optional[str] = None) -> argparse.ArgumentParser:
@@ -325,7 +339,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     config.validate()
     check_task_settings(config.n_way, config.k_shot, config.n_query, config.split)
     if config.eval_n_query is not None:
-        check_task_settings(config.n_way, config.k_shot, config.eval_n_query, config.split)
+        try:
+            check_task_settings(config.n_way, config.k_shot, config.eval_n_query, config.split)
+        except ValueError as error:
+            raise ConfigError(f"--eval-n-query {config.eval_n_query} (validation and test tasks): "
+                              f"{error}") from error
     run_folder = usable_run_folder(args.run_dir)
     check_resume(config, run_folder)
     if args.export:
@@ -441,6 +459,24 @@ def debug_from_env() -> bool:
     return os.environ.get("MAMLKIT_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
 
 
+def preset_named_in(argv: Sequence[str]) -> Optional[str]:
+    """The known preset that ``argv`` asks for (``--preset NAME`` or ``--preset=NAME``), else None.
+
+    An unknown name gives None here, and argparse's error with the choices when parsed.
+    """
+    from mamlkit.presets import PRESETS
+
+    for i, arg in enumerate(argv):
+        if arg == "--preset" and i + 1 < len(argv):
+            name = argv[i + 1]
+        elif arg.startswith("--preset="):
+            name = arg.partition("=")[2]
+        else:
+            continue
+        return name if name in PRESETS else None
+    return None
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run one command; return its exit status (0 ok, 1 the work failed, 2 bad input, 130 Ctrl-C)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -448,9 +484,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from mamlkit.bench import main as bench_main
 
         return bench_main(argv[1:])
-    args = parse(build_parser(), argv)
-    if getattr(args, "preset", None):  # again, with the preset's values as the defaults
-        args = parse(build_parser(args.preset), argv)
+    # With --preset NAME, the preset's values are train's defaults (in --help too).
+    args = parse(build_parser(preset_named_in(argv)), argv)
     debug = getattr(args, "debug", False) or debug_from_env()
     try:
         return COMMANDS[args.command](args)

@@ -2,7 +2,8 @@
 
 A preset is data, a dictionary of :class:`mamlkit.train.TrainConfig` fields that differ from
 the defaults (the MAML paper's 5-way 1-shot run). Options given on the command line override
-the preset's values, so ``--preset fast --iterations 500`` is the fast preset, shorter.
+the preset's values, so ``--preset fast --iterations 1000 --first-order-steps 360`` is the fast
+preset, shorter (its first-order warm-up is a number of steps, so a shorter run gives both).
 
 ``fast``
     5-way 1-shot second-order MAML, evaluated as the paper does (one inner step in training,

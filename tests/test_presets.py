@@ -11,7 +11,7 @@ import pytest
 import torch
 from test_train import samplers, tiny_config, without_timing
 
-from mamlkit.cli import build_parser
+from mamlkit.cli import build_parser, main
 from mamlkit.presets import PRESETS, preset, preset_config
 from mamlkit.train import TrainConfig, Trainer, evaluation_n_query, meta_lr_at, omniglot_task_samplers, read_metrics
 
@@ -180,6 +180,26 @@ def test_the_train_command_takes_eval_n_query():
     parser = build_parser()
     assert parser.parse_args(["train", "--run-dir", "x"]).eval_n_query is None
     assert parser.parse_args(["train", "--run-dir", "x", "--eval-n-query", "1"]).eval_n_query == 1
+    # 'none' goes back to "as many as --n-query", also from a preset that sets it.
+    assert build_parser("fast").parse_args(["train", "--run-dir", "x", "--eval-n-query", "none"]).eval_n_query is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--run-dir", "x", "--eval-n-query", "0"])
+
+
+def test_too_many_evaluation_queries_are_refused_naming_the_option(tmp_path, capsys):
+    assert main(["train", "--run-dir", str(tmp_path / "run"), "--eval-n-query", "20"]) == 2
+    error = capsys.readouterr().err
+    assert "--eval-n-query 20" in error and "20 drawings" in error
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("preset_option", [["--preset", "fast"], ["--preset=fast"]])
+def test_help_with_a_preset_shows_the_presets_values_as_defaults(preset_option, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", *preset_option, "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"(default: {PRESETS['fast']['meta_batch_size']})" in shown.split("--meta-batch-size META_BATCH_SIZE")[-1][:120]
+    assert "(default: 1)" in shown.split("--eval-n-query EVAL_N_QUERY")[-1][:120]
 
 
 @pytest.mark.ex4_1  # the task sampler
