@@ -32,31 +32,27 @@ from mamlkit.errors import CheckpointError, ConfigError, MamlkitError, RunFolder
 from mamlkit.train import TrainConfig, changed_settings
 
 
-def _queries_or_none(text: str) -> Optional[int]:
-    """``--eval-n-query``: a positive number of query images per class, or 'none' (as n_query)."""
-    if text.lower() == "none":
-        return None
-    try:
-        number = int(text)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number of query images per class or "
-                                         f"'none' (as many as --n-query), got {text!r}")
-    return number
+def _positive_or(word: str, unit: str, meaning: str):
+    """An argparse type: a positive number of ``unit``, or ``word`` for None (which means ``meaning``)."""
+
+    def parse(text: str) -> Optional[int]:
+        if text.lower() == word:
+            return None
+        try:
+            number = int(text)
+        except ValueError:
+            number = 0
+        if number < 1:
+            raise argparse.ArgumentTypeError(f"expected a positive number of {unit} or '{word}' ({meaning}), "
+                                             f"got {text!r}")
+        return number
+
+    return parse
 
 
-def _chunk(text: str) -> Optional[int]:
-    if text.lower() == "all":
-        return None
-    try:
-        number = int(text)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number of tasks or 'all' (all tasks at "
-                                         f"once), got {text!r}")
-    return number
+# --task-chunk-size and --eval-n-query: a number, or a word for the setting's None.
+_chunk = _positive_or("all", "tasks", "all tasks at once")
+_queries_or_none = _positive_or("none", "query images per class", "as many as --n-query")
 
 
 def _bool(text: str) -> bool:

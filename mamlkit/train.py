@@ -101,7 +101,7 @@ class TrainConfig:
                     "log_every", "val_every", "val_tasks", "checkpoint_every"]
         for name in positive:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_positive_int(value):
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         for name in ("inner_steps", "eval_inner_steps"):
             value = getattr(self, name)
@@ -120,17 +120,13 @@ class TrainConfig:
         for name in ("first_order", "learn_inner_lrs", "rotate"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if self.task_chunk_size is not None and (isinstance(self.task_chunk_size, bool)
-                                                 or not isinstance(self.task_chunk_size, int)
-                                                 or self.task_chunk_size < 1):
+        if self.task_chunk_size is not None and not is_positive_int(self.task_chunk_size):
             raise ConfigError(f"task_chunk_size must be a positive integer or None (all tasks at once; "
                               f"`all` on the command line), "
                               f"got {self.task_chunk_size!r}")
         if self.val_tasks < 2:
             raise ConfigError(f"val_tasks must be at least 2, got {self.val_tasks}")
-        if self.eval_n_query is not None and (isinstance(self.eval_n_query, bool)
-                                              or not isinstance(self.eval_n_query, int)
-                                              or self.eval_n_query < 1):
+        if self.eval_n_query is not None and not is_positive_int(self.eval_n_query):
             raise ConfigError(f"eval_n_query must be a positive integer or None (the same as "
                               f"n_query), got {self.eval_n_query!r}")
         check_device(self.device)
@@ -150,6 +146,11 @@ class TrainConfig:
         if isinstance(self.first_order_steps, bool) or not isinstance(self.first_order_steps, int) \
                 or self.first_order_steps < 0:
             raise ValueError(f"first_order_steps must be an integer >= 0, got {self.first_order_steps!r}")
+
+
+def is_positive_int(value) -> bool:
+    """An ``int`` of at least 1 (``True`` is an int to Python, but not a count)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 META_LR_SCHEDULES = ("constant", "cosine")
