@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mamlkit.batchnorm_relu import batch_norm_relu
 from mamlkit.functional import Params
 
 
@@ -100,6 +101,11 @@ class Conv4(nn.Module):
         one ``batch_norm`` call normalises every (task, channel) pair with its own statistics
         over the task's ``S`` images — exactly what the per-task network computes.
 
+        Activations are kept channels-last (``torch.channels_last``): PyTorch's CPU kernels for
+        grouped convolutions compute in that layout and would otherwise convert every
+        gradient back and forth. Batch norm and ReLU are :func:`mamlkit.batchnorm_relu.
+        batch_norm_relu`, whose second derivative is written out for speed.
+
         Args:
             params: each tensor with a leading task axis, e.g. ``blocks.0.conv.weight``
                 ``(T, 64, 1, 3, 3)``, ``head.weight`` ``(T, n_way, 64)``.
@@ -110,17 +116,13 @@ class Conv4(nn.Module):
         """
         num_tasks, num_examples = x.shape[:2]
         h = x.transpose(0, 1).reshape(num_examples, num_tasks * x.shape[2], *x.shape[3:])
+        h = h.contiguous(memory_format=torch.channels_last)
         block = 0
         while f"blocks.{block}.conv.weight" in params:
             weight = params[f"blocks.{block}.conv.weight"]
             h = F.conv2d(h, weight.reshape(-1, *weight.shape[2:]), stride=2, padding=1, groups=num_tasks)
-            h = F.batch_norm(
-                h, None, None,
-                params[f"blocks.{block}.norm.weight"].reshape(-1),
-                params[f"blocks.{block}.norm.bias"].reshape(-1),
-                training=True,
-            )
-            h = torch.relu(h)
+            h = batch_norm_relu(h, params[f"blocks.{block}.norm.weight"].reshape(-1),
+                                params[f"blocks.{block}.norm.bias"].reshape(-1))
             block += 1
         features = h.mean(dim=(2, 3)).reshape(num_examples, num_tasks, -1)
         logits = torch.einsum("stc,tnc->tsn", features, params["head.weight"])

@@ -13,6 +13,7 @@ adapted φᵢ on the task's query set, and move θ against the gradient of the m
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 import torch
@@ -158,6 +159,48 @@ def query_metrics(outputs: torch.Tensor, targets: torch.Tensor, loss_fn: LossFn,
     return metrics
 
 
+def default_task_threads(params: Params) -> int:
+    """Threads for :func:`outer_step`'s groups of tasks: torch's thread count on a CPU, else 1."""
+    on_cpu = all(p.device.type == "cpu" for p in params.values())
+    return torch.get_num_threads() if on_cpu else 1
+
+
+def task_pieces(num_tasks: int, chunk: int, threads: int) -> list[slice]:
+    """Consecutive slices of the tasks: at most ``chunk`` tasks each, at least one per thread.
+
+    Sizes differ by at most one task, so that parallel threads finish together:
+    ``task_pieces(32, 8, 2)`` gives four slices of 8, ``task_pieces(8, 8, 2)`` two of 4.
+    """
+    count = max(-(-num_tasks // chunk), min(threads, num_tasks))
+    size, extra = divmod(num_tasks, count)
+    starts = [i * size + min(i, extra) for i in range(count + 1)]
+    return [slice(a, b) for a, b in zip(starts[:-1], starts[1:])]
+
+
+def map_in_threads(fn, items: list, threads: int) -> list:
+    """``[fn(item) for item in items]``, with up to ``threads`` items at a time.
+
+    Each worker runs torch with a single thread of its own, and torch's thread count is
+    restored afterwards. Grad mode is thread-local in torch, so the caller's is passed on.
+    """
+    if threads <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    grad_enabled = torch.is_grad_enabled()
+
+    def work(item):
+        torch.set_num_threads(1)
+        with torch.set_grad_enabled(grad_enabled):
+            return fn(item)
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=min(threads, len(items))) as pool:
+            return list(pool.map(work, items))
+    finally:
+        torch.set_num_threads(previous)
+
+
 def outer_step(
     model: nn.Module,
     params: Params,
@@ -170,6 +213,7 @@ def outer_step(
     method: str = "fast",
     task_chunk_size: Optional[int] = None,
     metrics_before: bool = False,
+    task_threads: Optional[int] = None,
 ) -> dict[str, float]:
     """One meta-update of θ (and of learned inner rates, if the optimiser holds them).
 
@@ -186,6 +230,13 @@ def outer_step(
             ``inner_steps`` × tasks), for some extra time.
         metrics_before: also report the query loss/accuracy of θ itself, before adaptation
             (the same θ as the "after" metrics, before this step's update).
+        task_threads: with ``method="fast"`` on a CPU and a model with its own
+            ``forward_tasks`` (``Conv4``, ``SineMLP``), adapt this many groups of tasks at the
+            same time, each in its own thread with one thread of torch's own. Tasks are
+            independent until their gradients are summed, so this parallel work needs no
+            synchronisation, while torch's threads have to meet after every small operation.
+            ``None``: ``torch.get_num_threads()`` on a CPU, 1 elsewhere. The result does not
+            depend on how the threads are scheduled (the gradients are summed in task order).
 
     Returns:
         ``query_loss`` and, for classification, ``query_accuracy`` after adaptation (means over
@@ -215,6 +266,13 @@ def outer_step(
     chunk = num_tasks if task_chunk_size is None else task_chunk_size
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"task_chunk_size must be a positive integer or None, got {task_chunk_size!r}")
+    threads = default_task_threads(params) if task_threads is None else task_threads
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"task_threads must be a positive integer or None, got {task_threads!r}")
+    if method == "loop" or not hasattr(model, "forward_tasks"):
+        # The reference stays the plain loop. Other modules run through functional_call, which
+        # swaps tensors into the module itself while it runs: two threads would race on it.
+        threads = 1
     compute = meta_loss_batched if method == "fast" else meta_loss
 
     metrics = {}
@@ -224,18 +282,31 @@ def outer_step(
             before = torch.stack([forward(model, params, x) for x in tasks.x_query])
         metrics.update(query_metrics(before, tasks.y_query, loss_fn, prefix="query_before"))
 
-    optimizer.zero_grad(set_to_none=True)
-    outputs = []
-    for start in range(0, num_tasks, chunk):
-        part = TaskBatch(*(t[start:start + chunk] for t in tasks))
+    trained = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
+
+    def loss_and_gradient(piece: slice):
+        part = TaskBatch(*(t[piece] for t in tasks))
         loss, part_outputs = compute(model, params, part, loss_fn, inner_lr, inner_steps, first_order)
         if not bool(torch.isfinite(loss)):
-            optimizer.zero_grad(set_to_none=True)
+            return loss, part_outputs, None
+        # Weight each piece by its share of the tasks, so the sum is the mean over all tasks.
+        grads = torch.autograd.grad(loss * (part.num_tasks / num_tasks), trained, allow_unused=True)
+        return loss, part_outputs, grads
+
+    results = map_in_threads(loss_and_gradient, task_pieces(num_tasks, chunk, threads), threads)
+    optimizer.zero_grad(set_to_none=True)
+    for loss, _, grads in results:
+        if grads is None:
             raise NonFiniteError(refusal("the query loss after adaptation", loss.item(), inner_lr,
                                          _learning_rate(optimizer)))
-        # Weight each chunk by its share of the tasks, so the sum is the mean over all tasks.
-        (loss * (part.num_tasks / num_tasks)).backward()
-        outputs.append(part_outputs)
+    for i, tensor in enumerate(trained):
+        pieces = [grads[i] for _, _, grads in results if grads[i] is not None]
+        if pieces:
+            total = pieces[0]
+            for more in pieces[1:]:
+                total = total + more  # in task order, whatever order the threads finished in
+            tensor.grad = total
+    outputs = [part_outputs for _, part_outputs, _ in results]
     nonfinite_guard(params, inner_lr)(optimizer, (), {})  # raises before θ or the state change
     optimizer.step()
 

@@ -163,3 +163,58 @@ def test_reset_parameters_is_lecun_uniform_as_its_docstring_says():
     assert pytorch_default.var().item() == pytest.approx(1 / (3 * fan_in), rel=0.05), "PyTorch's is a third of it"
     doc = reset_parameters.__doc__
     assert "LeCun-uniform" in doc and "1/n" in doc and "as PyTorch's default" not in doc
+
+
+def test_task_pieces_are_balanced_chunks_with_one_per_thread_at_least():
+    from mamlkit.outer_loop import task_pieces
+
+    sizes = lambda *args: [s.stop - s.start for s in task_pieces(*args)]  # noqa: E731
+    assert sizes(32, 8, 2) == [8, 8, 8, 8]
+    assert sizes(8, 8, 2) == [4, 4], "one chunk and two threads: split in two so both threads work"
+    assert sizes(10, 8, 1) == [5, 5]
+    assert sizes(3, 8, 4) == [1, 1, 1], "never more pieces than tasks"
+    assert sizes(7, 3, 2) == [3, 2, 2]
+    for args in [(32, 8, 2), (7, 3, 2), (1, 1, 8), (16, 5, 3)]:
+        pieces = task_pieces(*args)
+        assert pieces[0].start == 0 and pieces[-1].stop == args[0]
+        assert all(a.stop == b.start for a, b in zip(pieces, pieces[1:])), "pieces must tile the tasks in order"
+
+
+@pytest.mark.ex2_1
+@pytest.mark.parametrize("learned", [False, pytest.param(True, marks=pytest.mark.ex3_3)])
+@pytest.mark.parametrize("inner_steps", [1, 3])
+def test_outer_step_in_threads_is_the_per_task_update(inner_steps, learned):
+    """Tasks adapted in two threads: the same update as the plain loop, learned rates included."""
+    def step(method, threads):
+        model, tasks = tiny_conv(), image_tasks(num_tasks=5)
+        params = get_params(model)
+        lr = init_inner_lrs(params, 0.3) if learned else 0.3
+        opt = torch.optim.SGD(list(params.values()) + (list(lr.values()) if learned else []), lr=0.1)
+        outer_step(model, params, tasks, opt, cross_entropy, lr, inner_steps, method=method,
+                   task_chunk_size=2, task_threads=threads)
+        return list(params.values()) + (list(lr.values()) if learned else [])
+
+    reference = step("loop", 1)
+    threads_before = torch.get_num_threads()
+    threaded = step("fast", 2)
+    assert torch.get_num_threads() == threads_before, "outer_step must restore torch's thread count"
+    error = relative_error(threaded, reference)
+    assert error < 1e-12, f"outer_step with task_threads=2 moved θ differently from the per-task loop ({error:.1e})"
+    assert all(torch.equal(a, b) for a, b in zip(threaded, step("fast", 2))), "threads must not change the result"
+
+
+def test_outer_step_in_threads_refuses_a_non_finite_loss_and_leaves_theta():
+    from mamlkit.outer_loop import NonFiniteError
+
+    model, tasks = tiny_conv(), image_tasks(num_tasks=4)
+    params = get_params(model)
+    start = {n: p.detach().clone() for n, p in params.items()}
+    opt = torch.optim.SGD(list(params.values()), lr=0.1)
+
+    with pytest.raises(NonFiniteError, match="refused the update"):
+        outer_step(model, params, tasks, opt, lambda o, t: cross_entropy(o, t) * float("nan"), 0.4, 1,
+                   task_chunk_size=1, task_threads=2)
+    assert all(torch.equal(params[n], start[n]) for n in params)
+    assert all(p.grad is None for p in params.values())
+    with pytest.raises(ValueError, match="task_threads must be a positive integer or None"):
+        outer_step(model, params, tasks, opt, cross_entropy, 0.4, 1, task_threads=0)
