@@ -8,7 +8,8 @@ Contenders:
 
 - ``mamlkit-fast``: the course's training step, :func:`mamlkit.outer_loop.outer_step` with
   ``method="fast"`` (:func:`mamlkit.fast.meta_loss_batched`) and the training default
-  ``task_chunk_size``: that many tasks adapted at once, their gradients accumulated. The memory
+  ``task_chunk_size``: that many tasks adapted at once, their gradients accumulated, and on a
+  CPU as many groups of tasks at a time as torch has threads (``task_threads``). The memory
   table also shows the fast path with all tasks at once.
 - ``loop-reference``: a plain per-task loop written out below with
   :func:`torch.func.functional_call` and ``torch.autograd.grad(create_graph=True)``, independent
@@ -213,10 +214,14 @@ class MetaStep:
         return [p.grad for p in self.leaves]
 
 
-def build_step(problem: Problem, contender: str, task_chunk_size: Optional[int] = None) -> MetaStep:
-    """The contender's meta-step on ``problem`` (set-up done here, outside any timing)."""
+def build_step(problem: Problem, contender: str, task_chunk_size: Optional[int] = None,
+               task_threads: Optional[int] = None) -> MetaStep:
+    """The contender's meta-step on ``problem`` (set-up done here, outside any timing).
+
+    ``task_chunk_size`` and ``task_threads`` are :func:`outer_step`'s, for ``mamlkit-fast``.
+    """
     if contender == FAST:
-        return _fast_step(problem, task_chunk_size)
+        return _fast_step(problem, task_chunk_size, task_threads)
     if task_chunk_size is not None:
         raise ValueError(f"task_chunk_size applies to {FAST} only, not {contender}")
     if contender == LOOP:
@@ -228,7 +233,7 @@ def build_step(problem: Problem, contender: str, task_chunk_size: Optional[int] 
     raise ValueError(f"unknown contender {contender!r}; choose from {', '.join(CONTENDERS)}")
 
 
-def _fast_step(problem: Problem, task_chunk_size: Optional[int]) -> MetaStep:
+def _fast_step(problem: Problem, task_chunk_size: Optional[int], task_threads: Optional[int]) -> MetaStep:
     s, theta = problem.setting, list(problem.params.values())
     if task_chunk_size is not None:
         # outer_step's own chunking; lr 0 keeps θ unchanged, so every run sees the same θ.
@@ -236,7 +241,8 @@ def _fast_step(problem: Problem, task_chunk_size: Optional[int]) -> MetaStep:
 
         def chunked() -> None:
             outer_step(problem.model, problem.params, problem.tasks, optimizer, cross_entropy,
-                       s.inner_lr, s.inner_steps, method="fast", task_chunk_size=task_chunk_size)
+                       s.inner_lr, s.inner_steps, method="fast", task_chunk_size=task_chunk_size,
+                       task_threads=task_threads)
         return MetaStep(chunked, theta)
 
     def run() -> None:
@@ -498,9 +504,12 @@ def run_probe(spec: dict) -> tuple[dict, list]:
         torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
     setting = Setting(**spec["setting"])
-    step = build_step(make_problem(setting, device, spec["seed"]), spec["contender"],
-                      spec.get("task_chunk_size"))
     rss = device.type == "cpu" and spec["method"] == "rss"
+    # torch.profiler records the allocations of the calling thread only: profiled, the chunked
+    # fast step runs its groups of tasks one at a time (the peak resident set sees all threads).
+    profiled_threads = 1 if device.type == "cpu" and not rss else None
+    step = build_step(make_problem(setting, device, spec["seed"]), spec["contender"],
+                      spec.get("task_chunk_size"), profiled_threads)
     if rss and not _reset_peak_rss():
         base = _peak_rss()
         grads = step()
@@ -813,8 +822,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("\n".join(memory_table(rows)))
         print(f"\n{LOOP} and {HIGHER} call backward once per task, so one task's graph is alive at "
               f"a time; {TORCHOPT} (as its example does) and {FAST} keep all {base.meta_batch_size} "
-              f"tasks' graphs until one backward, and task_chunk_size={chunk} keeps {chunk} at a time. The time column is one run "
-              f"after one warm-up: indicative only.")
+              f"tasks' graphs until one backward, and task_chunk_size={chunk} keeps {chunk} at a time"
+              + (" (profiled one group at a time: torch.profiler sees the calling thread only; training "
+                 "with N threads keeps N groups alive, which --memory-method rss measures)"
+                 if args.memory_method == "profiler" and args.device == "cpu" else "")
+              + ". The time column is one run after one warm-up: indicative only.")
 
     if args.json:
         with open(args.json, "w") as f:

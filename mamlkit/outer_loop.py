@@ -159,8 +159,26 @@ def query_metrics(outputs: torch.Tensor, targets: torch.Tensor, loss_fn: LossFn,
     return metrics
 
 
-def default_task_threads(params: Params) -> int:
-    """Threads for :func:`outer_step`'s groups of tasks: torch's thread count on a CPU, else 1."""
+def parallel_threads(model: nn.Module, params: Params, implementation: str,
+                     task_threads: Optional[int] = None) -> int:
+    """How many groups of tasks a meta-step computes at the same time (``outer_step``'s ``task_threads``).
+
+    ``None`` means torch's thread count on a CPU and 1 elsewhere. Only the fast implementation
+    of a model with its own ``forward_tasks`` (``Conv4``, ``SineMLP``: pure functions of the
+    parameters) runs in threads: other modules run through ``functional_call``, which swaps
+    tensors into the module itself while it runs, so two threads would race on it; and the
+    per-task loop stays the plain reference.
+
+    Raises:
+        ValueError: ``task_threads`` is not a positive integer or None.
+    """
+    if task_threads is not None and (isinstance(task_threads, bool) or not isinstance(task_threads, int)
+                                     or task_threads < 1):
+        raise ValueError(f"task_threads must be a positive integer or None, got {task_threads!r}")
+    if implementation != "fast" or not hasattr(model, "forward_tasks"):
+        return 1
+    if task_threads is not None:
+        return task_threads
     on_cpu = all(p.device.type == "cpu" for p in params.values())
     return torch.get_num_threads() if on_cpu else 1
 
@@ -199,6 +217,50 @@ def map_in_threads(fn, items: list, threads: int) -> list:
             return list(pool.map(work, items))
     finally:
         torch.set_num_threads(previous)
+
+
+def accumulate_meta_gradient(loss_of, tasks: TaskBatch, optimizer: torch.optim.Optimizer,
+                             task_chunk_size: Optional[int], threads: int = 1
+                             ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Set the gradients of the optimiser's tensors to ∇ of the mean meta-loss over all tasks.
+
+    The tasks are cut into consecutive pieces of at most ``task_chunk_size`` (``None``: all at
+    once; see :func:`task_pieces`), ``threads`` pieces are computed at a time
+    (:func:`map_in_threads`), and each piece's gradient, weighted by its share of the tasks, is
+    summed in task order: the same numbers whatever order the threads finish in.
+
+    Args:
+        loss_of: ``loss_of(part) -> (mean loss over the part's tasks, detached outputs (T_part, ...))``.
+
+    Returns:
+        ``(losses, outputs)``: each piece's mean loss, and the outputs of all tasks in order.
+
+    Raises:
+        ValueError: ``task_chunk_size`` is not a positive integer or None.
+    """
+    num_tasks = tasks.num_tasks
+    chunk = num_tasks if task_chunk_size is None else task_chunk_size
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"task_chunk_size must be a positive integer or None, got {task_chunk_size!r}")
+    trained = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
+
+    def loss_and_gradient(piece: slice):
+        part = TaskBatch(*(t[piece] for t in tasks))
+        loss, part_outputs = loss_of(part)
+        # Weight each piece by its share of the tasks, so the sum is the mean over all tasks.
+        grads = torch.autograd.grad(loss * (part.num_tasks / num_tasks), trained, allow_unused=True)
+        return loss, part_outputs, grads
+
+    results = map_in_threads(loss_and_gradient, task_pieces(num_tasks, chunk, threads), threads)
+    optimizer.zero_grad(set_to_none=True)
+    for i, tensor in enumerate(trained):
+        pieces = [grads[i] for _, _, grads in results if grads[i] is not None]
+        if pieces:
+            total = pieces[0]
+            for more in pieces[1:]:
+                total = total + more  # in task order, whatever order the threads finished in
+            tensor.grad = total
+    return [loss for loss, _, _ in results], torch.cat([outputs for _, outputs, _ in results])
 
 
 def outer_step(
@@ -262,17 +324,7 @@ def outer_step(
     if not all_finite(params.values()):
         bad = [n for n, p in params.items() if not bool(torch.isfinite(p).all())]
         raise ValueError(f"params {bad} already contain inf or nan; restart from a good checkpoint")
-    num_tasks = tasks.num_tasks
-    chunk = num_tasks if task_chunk_size is None else task_chunk_size
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"task_chunk_size must be a positive integer or None, got {task_chunk_size!r}")
-    threads = default_task_threads(params) if task_threads is None else task_threads
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"task_threads must be a positive integer or None, got {task_threads!r}")
-    if method == "loop" or not hasattr(model, "forward_tasks"):
-        # The reference stays the plain loop. Other modules run through functional_call, which
-        # swaps tensors into the module itself while it runs: two threads would race on it.
-        threads = 1
+    threads = parallel_threads(model, params, method, task_threads)
     compute = meta_loss_batched if method == "fast" else meta_loss
 
     metrics = {}
@@ -282,35 +334,18 @@ def outer_step(
             before = torch.stack([forward(model, params, x) for x in tasks.x_query])
         metrics.update(query_metrics(before, tasks.y_query, loss_fn, prefix="query_before"))
 
-    trained = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
-
-    def loss_and_gradient(piece: slice):
-        part = TaskBatch(*(t[piece] for t in tasks))
-        loss, part_outputs = compute(model, params, part, loss_fn, inner_lr, inner_steps, first_order)
+    losses, outputs = accumulate_meta_gradient(
+        lambda part: compute(model, params, part, loss_fn, inner_lr, inner_steps, first_order),
+        tasks, optimizer, task_chunk_size, threads)
+    for loss in losses:
         if not bool(torch.isfinite(loss)):
-            return loss, part_outputs, None
-        # Weight each piece by its share of the tasks, so the sum is the mean over all tasks.
-        grads = torch.autograd.grad(loss * (part.num_tasks / num_tasks), trained, allow_unused=True)
-        return loss, part_outputs, grads
-
-    results = map_in_threads(loss_and_gradient, task_pieces(num_tasks, chunk, threads), threads)
-    optimizer.zero_grad(set_to_none=True)
-    for loss, _, grads in results:
-        if grads is None:
+            optimizer.zero_grad(set_to_none=True)
             raise NonFiniteError(refusal("the query loss after adaptation", loss.item(), inner_lr,
                                          _learning_rate(optimizer)))
-    for i, tensor in enumerate(trained):
-        pieces = [grads[i] for _, _, grads in results if grads[i] is not None]
-        if pieces:
-            total = pieces[0]
-            for more in pieces[1:]:
-                total = total + more  # in task order, whatever order the threads finished in
-            tensor.grad = total
-    outputs = [part_outputs for _, part_outputs, _ in results]
     nonfinite_guard(params, inner_lr)(optimizer, (), {})  # raises before θ or the state change
     optimizer.step()
 
-    return {**query_metrics(torch.cat(outputs), tasks.y_query, loss_fn), **metrics}
+    return {**query_metrics(outputs, tasks.y_query, loss_fn), **metrics}
 
 
 def _name_of(tensor: torch.Tensor, params: Params, inner_lr: InnerLR) -> str:

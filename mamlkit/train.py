@@ -78,7 +78,8 @@ class TrainConfig:
     # Saved configs from before it was renamed call it "method" (see upgrade_config).
     implementation: str = "fast"
     # Adapting 8 tasks at a time (gradients accumulated) gives the same update as all at once
-    # and is faster on a CPU: the working set stays in cache (see python -m mamlkit bench).
+    # and is faster on a CPU: the working set stays in cache, and the groups of tasks run in
+    # parallel threads (outer_step's task_threads; see python -m mamlkit bench).
     task_chunk_size: Optional[int] = 8
     log_every: int = 50
     val_every: int = 500

@@ -218,3 +218,22 @@ def test_outer_step_in_threads_refuses_a_non_finite_loss_and_leaves_theta():
     assert all(p.grad is None for p in params.values())
     with pytest.raises(ValueError, match="task_threads must be a positive integer or None"):
         outer_step(model, params, tasks, opt, cross_entropy, 0.4, 1, task_threads=0)
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "anil", "metasgd", "protonet"])
+def test_every_algorithm_takes_the_same_step_in_threads(algorithm):
+    """The training step (mamlkit.methods.outer_step) in two threads: the one-thread update."""
+    from mamlkit.methods import build_method
+    from mamlkit.methods import outer_step as method_outer_step
+
+    def step(threads):
+        model, tasks = tiny_conv(), image_tasks(num_tasks=5)
+        params = get_params(model)
+        method = build_method(algorithm, params, inner_lr=0.3, inner_steps=2)
+        trained = list(params.values()) + list(method.trainable().values())
+        opt = torch.optim.SGD(trained, lr=0.1)
+        method_outer_step(method, model, params, tasks, opt, task_chunk_size=2, task_threads=threads)
+        return trained
+
+    error = relative_error(step(2), step(1))
+    assert error < 1e-12, f"{algorithm}: two threads moved θ differently from one ({error:.1e})"

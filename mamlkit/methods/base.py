@@ -24,7 +24,7 @@ from torch import nn
 
 from mamlkit.functional import Params, check_params, forward
 from mamlkit.losses import accuracy, cross_entropy
-from mamlkit.outer_loop import check_tasks, nonfinite_guard, query_metrics
+from mamlkit.outer_loop import accumulate_meta_gradient, check_tasks, nonfinite_guard, parallel_threads, query_metrics
 from mamlkit.tasks import TaskBatch
 
 IMPLEMENTATIONS = ("fast", "loop")
@@ -98,6 +98,7 @@ def outer_step(
     implementation: str = "fast",
     task_chunk_size: Optional[int] = None,
     metrics_before: bool = False,
+    task_threads: Optional[int] = None,
 ) -> dict[str, float]:
     """One meta-update of θ and of the algorithm's learned tensors; any algorithm.
 
@@ -111,6 +112,8 @@ def outer_step(
         task_chunk_size: tasks per ``meta_loss`` call, gradients accumulated; ``None``: all.
         metrics_before: also report the query metrics of θ itself, before adaptation
             (algorithms with an inner loop only).
+        task_threads: groups of tasks computed at the same time, each in a thread of its own
+            (see :func:`mamlkit.outer_loop.outer_step`); ``None``: torch's thread count on a CPU.
 
     Returns:
         ``query_loss``, ``query_accuracy`` (means over tasks), and the ``query_before_*``
@@ -119,10 +122,7 @@ def outer_step(
     check_implementation(implementation)
     check_params(model, params)
     check_tasks(tasks)
-    num_tasks = tasks.num_tasks
-    chunk = num_tasks if task_chunk_size is None else task_chunk_size
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"task_chunk_size must be a positive integer or None, got {task_chunk_size!r}")
+    threads = parallel_threads(model, params, implementation, task_threads)
 
     metrics = {}
     if metrics_before and method.has_inner_loop:
@@ -131,15 +131,9 @@ def outer_step(
             before = torch.stack([forward(model, params, x) for x in tasks.x_query])
         metrics.update(query_metrics(before, tasks.y_query, method.loss_fn, prefix="query_before"))
 
-    optimizer.zero_grad(set_to_none=True)
-    outputs = []
-    for start in range(0, num_tasks, chunk):
-        part = TaskBatch(*(t[start:start + chunk] for t in tasks))
-        loss, part_outputs = method.meta_loss(model, params, part, implementation)
-        # Weight each chunk by its share of the tasks, so the sum is the mean over all tasks.
-        (loss * (part.num_tasks / num_tasks)).backward()
-        outputs.append(part_outputs)
+    _, outputs = accumulate_meta_gradient(lambda part: method.meta_loss(model, params, part, implementation),
+                                          tasks, optimizer, task_chunk_size, threads)
     nonfinite_guard(params, method.inner_lr)(optimizer, (), {})  # raises before anything changes
     optimizer.step()
 
-    return {**query_metrics(torch.cat(outputs), tasks.y_query, method.loss_fn), **metrics}
+    return {**query_metrics(outputs, tasks.y_query, method.loss_fn), **metrics}
