@@ -165,16 +165,16 @@ def test_reset_parameters_is_lecun_uniform_as_its_docstring_says():
     assert "LeCun-uniform" in doc and "1/n" in doc and "as PyTorch's default" not in doc
 
 
-def test_task_pieces_are_balanced_chunks_with_one_per_thread_at_least():
+def test_task_pieces_are_as_few_balanced_chunks_as_the_chunk_size_allows():
     from mamlkit.outer_loop import task_pieces
 
     sizes = lambda *args: [s.stop - s.start for s in task_pieces(*args)]  # noqa: E731
-    assert sizes(32, 8, 2) == [8, 8, 8, 8]
-    assert sizes(8, 8, 2) == [4, 4], "one chunk and two threads: split in two so both threads work"
-    assert sizes(10, 8, 1) == [5, 5]
-    assert sizes(3, 8, 4) == [1, 1, 1], "never more pieces than tasks"
-    assert sizes(7, 3, 2) == [3, 2, 2]
-    for args in [(32, 8, 2), (7, 3, 2), (1, 1, 8), (16, 5, 3)]:
+    assert sizes(32, 8) == [8, 8, 8, 8]
+    assert sizes(8, 8) == [8]
+    assert sizes(10, 8) == [5, 5], "balanced, so that two threads finish together"
+    assert sizes(7, 3) == [3, 2, 2]
+    assert sizes(3, 1) == [1, 1, 1]
+    for args in [(32, 8), (7, 3), (1, 1), (16, 5)]:
         pieces = task_pieces(*args)
         assert pieces[0].start == 0 and pieces[-1].stop == args[0]
         assert all(a.stop == b.start for a, b in zip(pieces, pieces[1:])), "pieces must tile the tasks in order"
