@@ -37,14 +37,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     configs = {name: preset_config(name) for name in args.presets}
-    samplers = omniglot_task_samplers(next(iter(configs.values())))
+    # Each preset's own samplers: the fast preset trains with 5 query images per class.
+    samplers = {name: omniglot_task_samplers(c) for name, c in configs.items()}
     with tempfile.TemporaryDirectory(prefix="mamlkit-presets-") as folder:
         trainers = {}
         for name, c in configs.items():
-            trainers[name] = Trainer(c, f"{folder}/{name}", samplers)
+            trainers[name] = Trainer(c, f"{folder}/{name}", samplers[name])
             if 0 < c.first_order_steps < c.iterations:
                 # A preset with first-order warm-up steps: time its second-order phase too.
-                later = Trainer(c, f"{folder}/{name}-late", samplers)
+                later = Trainer(c, f"{folder}/{name}-late", samplers[name])
                 later.iteration = c.first_order_steps
                 trainers[f"{name}, after step {c.first_order_steps}"] = later
         started = {name: trainer.iteration for name, trainer in trainers.items()}
