@@ -181,6 +181,7 @@ def test_task_pieces_are_as_few_balanced_chunks_as_the_chunk_size_allows():
 
 
 @pytest.mark.ex2_1
+@pytest.mark.ex3_1  # the reference update uses method="loop", the per-task meta_loss
 @pytest.mark.parametrize("learned", [False, pytest.param(True, marks=pytest.mark.ex3_3)])
 @pytest.mark.parametrize("inner_steps", [1, 3])
 def test_outer_step_in_threads_is_the_per_task_update(inner_steps, learned):
@@ -203,6 +204,7 @@ def test_outer_step_in_threads_is_the_per_task_update(inner_steps, learned):
     assert all(torch.equal(a, b) for a, b in zip(threaded, step("fast", 2))), "threads must not change the result"
 
 
+@pytest.mark.ex2_1
 def test_outer_step_in_threads_refuses_a_non_finite_loss_and_leaves_theta():
     from mamlkit.outer_loop import NonFiniteError
 
@@ -220,7 +222,12 @@ def test_outer_step_in_threads_refuses_a_non_finite_loss_and_leaves_theta():
         outer_step(model, params, tasks, opt, cross_entropy, 0.4, 1, task_threads=0)
 
 
-@pytest.mark.parametrize("algorithm", ["maml", "anil", "metasgd", "protonet"])
+@pytest.mark.parametrize("algorithm", [
+    pytest.param("maml", marks=pytest.mark.ex2_1),
+    pytest.param("anil", marks=[pytest.mark.ex5_2, pytest.mark.ex2_1]),
+    pytest.param("metasgd", marks=pytest.mark.ex2_1),
+    pytest.param("protonet", marks=pytest.mark.ex5_1),
+])
 def test_every_algorithm_takes_the_same_step_in_threads(algorithm):
     """The training step (mamlkit.methods.outer_step) in two threads: the one-thread update."""
     from mamlkit.methods import build_method
