@@ -45,6 +45,7 @@ rather than returning a wrong number.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 EPS = 1e-5  # torch.nn.BatchNorm2d's default
 _DIMS = (0, 2, 3)  # batch and space: the statistics of each channel of (N, C, H, W)
@@ -64,13 +65,34 @@ def batch_norm_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
         training=True, eps=eps))``; first and second derivatives as PyTorch's.
 
     Raises:
-        ValueError: ``x`` is not 4-dimensional, or γ and β do not have one value per channel.
+        TypeError: ``x``, ``weight`` or ``bias`` is not a tensor.
+        ValueError: ``x`` is not 4-dimensional or has a single value per channel (as in
+            PyTorch, batch statistics need more than one), γ and β do not have one value per
+            channel, or ``eps`` is not positive.
+
+    When γ and β have another dtype than ``x`` (mixed precision under ``torch.autocast``),
+    PyTorch's own ``relu(batch_norm(x))`` computes the block instead.
+
+    Being a :class:`torch.autograd.Function` without ``setup_context``, it does not run under
+    :mod:`torch.func` transforms (``vmap``, ``jacrev``); the course's fast path does not use them.
     """
+    for name, value in (("x", x), ("weight", weight), ("bias", bias)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"batch_norm_relu's {name} must be a tensor, got {type(value).__name__}")
     if x.dim() != 4:
         raise ValueError(f"batch_norm_relu expects (N, C, H, W) inputs, got shape {tuple(x.shape)}")
+    if x.numel() // max(x.shape[1], 1) < 2:
+        raise ValueError(f"batch_norm_relu needs more than one value per channel for batch statistics, "
+                         f"got input shape {tuple(x.shape)}")
     if weight.shape != (x.shape[1],) or bias.shape != (x.shape[1],):
         raise ValueError(f"weight and bias need one value per channel, shape ({x.shape[1]},); "
                          f"got {tuple(weight.shape)} and {tuple(bias.shape)}")
+    if not eps > 0:
+        raise ValueError(f"eps must be a positive number, got {eps!r}")
+    if weight.dtype != x.dtype or bias.dtype != x.dtype:
+        # Mixed precision (torch.autocast gives bfloat16 activations, float32 γ and β): the
+        # formulas below assume one dtype, so PyTorch's own composition takes over.
+        return torch.relu(F.batch_norm(x, None, None, weight, bias, training=True, eps=eps))
     return _BatchNormReLU.apply(x, weight, bias, eps)
 
 

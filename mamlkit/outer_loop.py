@@ -175,12 +175,25 @@ def parallel_threads(model: nn.Module, params: Params, implementation: str,
     if task_threads is not None and (isinstance(task_threads, bool) or not isinstance(task_threads, int)
                                      or task_threads < 1):
         raise ValueError(f"task_threads must be a positive integer or None, got {task_threads!r}")
-    if implementation != "fast" or not hasattr(model, "forward_tasks"):
-        return 1
+    if implementation != "fast" or not hasattr(model, "forward_tasks") or autocast_enabled():
+        return 1  # autocast is thread-local too: worker threads would compute in full precision
     if task_threads is not None:
         return task_threads
     on_cpu = all(p.device.type == "cpu" for p in params.values())
     return torch.get_num_threads() if on_cpu else 1
+
+
+def autocast_enabled() -> bool:
+    """Whether ``torch.autocast`` is on in this thread, for the CPU or a GPU."""
+    return any(torch.is_autocast_enabled(device) for device in ("cpu", "cuda"))
+
+
+def check_grad_enabled(what: str = "outer_step") -> None:
+    """Raise a ValueError under ``torch.no_grad()`` or ``torch.inference_mode()``: a meta-step needs gradients."""
+    if not torch.is_grad_enabled():
+        raise ValueError(f"{what} is running under torch.no_grad() (or torch.inference_mode()): a "
+                         "meta-step differentiates the inner loop, so it needs gradients; call it "
+                         "outside no_grad (for evaluation, use mamlkit.evaluate)")
 
 
 def task_pieces(num_tasks: int, chunk: int) -> list[slice]:
@@ -291,12 +304,15 @@ def outer_step(
         method: ``"fast"`` (all tasks at once, :mod:`mamlkit.fast`) or ``"loop"`` (per task).
         task_chunk_size: adapt at most this many tasks at a time and accumulate their
             gradients: the same update with less memory (second-order graphs grow with
-            ``inner_steps`` × tasks), for some extra time.
+            ``inner_steps`` × tasks); on a CPU often faster too (a smaller working set, and the
+            groups run in threads). ``None``: all tasks at once, one group.
         metrics_before: also report the query loss/accuracy of θ itself, before adaptation
             (the same θ as the "after" metrics, before this step's update).
         task_threads: with ``method="fast"`` on a CPU and a model with its own
             ``forward_tasks`` (``Conv4``, ``SineMLP``), adapt this many groups of tasks at the
-            same time, each in its own thread with one thread of torch's own. Tasks are
+            same time, each in its own thread with one thread of torch's own (there are
+            groups only when ``task_chunk_size`` is below the number of tasks; training uses 8,
+            ``TrainConfig.task_chunk_size``). Tasks are
             independent until their gradients are summed, so this parallel work needs no
             synchronisation, while torch's threads have to meet after every small operation.
             ``None``: ``torch.get_num_threads()`` on a CPU, 1 elsewhere. The result does not
@@ -316,6 +332,7 @@ def outer_step(
 
     if method not in ("fast", "loop"):
         raise ValueError(f"method must be 'fast' or 'loop', got {method!r}")
+    check_grad_enabled()
     check_params(model, params)
     check_inner_loop_args(inner_lr, inner_steps, params)
     tasks = check_tasks(tasks)

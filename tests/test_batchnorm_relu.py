@@ -72,3 +72,16 @@ def test_bad_shapes_are_explained():
         batch_norm_relu(x[0], weight, bias)
     with pytest.raises(ValueError, match="one value per channel"):
         batch_norm_relu(x, weight[:2], bias)
+    with pytest.raises(ValueError, match="more than one value per channel"):
+        batch_norm_relu(x[:1, :, :1, :1], weight, bias)  # PyTorch's batch norm refuses it too
+    with pytest.raises(ValueError, match="eps must be a positive number"):
+        batch_norm_relu(x, weight, bias, eps=0.0)
+    with pytest.raises(TypeError, match="weight must be a tensor"):
+        batch_norm_relu(x, None, bias)
+
+
+def test_mixed_precision_falls_back_to_pytorchs_block():
+    x, weight, bias = inputs(torch.contiguous_format)
+    half = x.detach().to(torch.bfloat16)
+    expected = pytorch_batch_norm_relu(half, weight.float(), bias.float())
+    assert torch.equal(batch_norm_relu(half, weight.float(), bias.float()), expected)

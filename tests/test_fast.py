@@ -244,3 +244,31 @@ def test_every_algorithm_takes_the_same_step_in_threads(algorithm):
 
     error = relative_error(step(2), step(1))
     assert error < 1e-12, f"{algorithm}: two threads moved θ differently from one ({error:.1e})"
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+def test_outer_step_under_no_grad_says_so(context):
+    from mamlkit.methods import build_method
+    from mamlkit.methods import outer_step as method_outer_step
+
+    model, tasks = tiny_conv(), image_tasks(num_tasks=2)
+    params = get_params(model)
+    opt = torch.optim.SGD(list(params.values()), lr=0.1)
+    with context(), pytest.raises(ValueError, match=r"outer_step is running under torch.no_grad\(\)"):
+        outer_step(model, params, tasks, opt, cross_entropy, 0.4, 1)
+    with context(), pytest.raises(ValueError, match=r"outer_step is running under torch.no_grad\(\)"):
+        method_outer_step(build_method("maml", params), model, params, tasks, opt)
+
+
+@pytest.mark.ex2_1
+def test_autocast_reaches_every_task_threads_or_not():
+    """torch.autocast is thread-local: under it the groups run one after another, as autocast asks."""
+    def step(threads):
+        model, tasks = tiny_conv(dtype=torch.float32), image_tasks(num_tasks=4, dtype=torch.float32)
+        params = get_params(model)
+        opt = torch.optim.SGD(list(params.values()), lr=0.1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            outer_step(model, params, tasks, opt, cross_entropy, 0.4, 1, task_chunk_size=2, task_threads=threads)
+        return list(params.values())
+
+    assert all(torch.equal(a, b) for a, b in zip(step(2), step(1)))

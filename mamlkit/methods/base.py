@@ -24,7 +24,14 @@ from torch import nn
 
 from mamlkit.functional import Params, check_params, forward
 from mamlkit.losses import accuracy, cross_entropy
-from mamlkit.outer_loop import accumulate_meta_gradient, check_tasks, nonfinite_guard, parallel_threads, query_metrics
+from mamlkit.outer_loop import (
+    accumulate_meta_gradient,
+    check_grad_enabled,
+    check_tasks,
+    nonfinite_guard,
+    parallel_threads,
+    query_metrics,
+)
 from mamlkit.tasks import TaskBatch
 
 IMPLEMENTATIONS = ("fast", "loop")
@@ -120,6 +127,7 @@ def outer_step(
         metrics when asked.
     """
     check_implementation(implementation)
+    check_grad_enabled()
     check_params(model, params)
     check_tasks(tasks)
     threads = parallel_threads(model, params, implementation, task_threads)
