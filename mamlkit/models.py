@@ -10,11 +10,11 @@ meta-step (:mod:`mamlkit.fast`).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mamlkit.batchnorm_relu import batch_norm_relu
 from mamlkit.functional import Params
+from mamlkit.grouped_conv import grouped_conv2d
 
 
 class SineMLP(nn.Module):
@@ -103,8 +103,9 @@ class Conv4(nn.Module):
 
         Activations are kept channels-last (``torch.channels_last``): PyTorch's CPU kernels for
         grouped convolutions compute in that layout and would otherwise convert every
-        gradient back and forth. Batch norm and ReLU are :func:`mamlkit.batchnorm_relu.
-        batch_norm_relu`, whose second derivative is written out for speed.
+        gradient back and forth. The convolution is :func:`mamlkit.grouped_conv.grouped_conv2d`
+        and batch norm with ReLU :func:`mamlkit.batchnorm_relu.batch_norm_relu`, both with
+        their second derivatives written out for speed.
 
         Args:
             params: each tensor with a leading task axis, e.g. ``blocks.0.conv.weight``
@@ -120,7 +121,7 @@ class Conv4(nn.Module):
         block = 0
         while f"blocks.{block}.conv.weight" in params:
             weight = params[f"blocks.{block}.conv.weight"]
-            h = F.conv2d(h, weight.reshape(-1, *weight.shape[2:]), stride=2, padding=1, groups=num_tasks)
+            h = grouped_conv2d(h, weight.reshape(-1, *weight.shape[2:]), num_tasks, stride=2, padding=1)
             h = batch_norm_relu(h, params[f"blocks.{block}.norm.weight"].reshape(-1),
                                 params[f"blocks.{block}.norm.bias"].reshape(-1))
             block += 1

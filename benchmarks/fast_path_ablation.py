@@ -1,0 +1,85 @@
+"""What each hand-written derivative of the fast path buys: the benchmark's meta-step with the
+convolution, the batch norm, or both, switched back to PyTorch's own, side by side.
+
+``Conv4.forward_tasks`` computes its blocks with :func:`mamlkit.grouped_conv.grouped_conv2d`
+and :func:`mamlkit.batchnorm_relu.batch_norm_relu`. This script swaps either for PyTorch's
+``F.conv2d`` / ``relu(F.batch_norm(...))`` (same numbers, PyTorch's second derivatives) and times
+the second-order meta-step of ``python -m mamlkit bench``'s settings, all variants interleaved
+in one process, one group of 8 tasks at a time.
+
+Example::
+
+    python benchmarks/fast_path_ablation.py --threads 1 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+import mamlkit.models
+from mamlkit.batchnorm_relu import batch_norm_relu
+from mamlkit.bench import SETTINGS, make_problem
+from mamlkit.grouped_conv import grouped_conv2d
+from mamlkit.losses import cross_entropy
+from mamlkit.outer_loop import outer_step
+
+
+def pytorch_conv(x, weight, groups, stride=1, padding=0):
+    return F.conv2d(x, weight, stride=stride, padding=padding, groups=groups)
+
+
+def pytorch_batch_norm_relu(x, weight, bias):
+    return torch.relu(F.batch_norm(x, None, None, weight, bias, training=True))
+
+
+VARIANTS = {
+    "as shipped": (grouped_conv2d, batch_norm_relu),
+    "PyTorch's convolution": (pytorch_conv, batch_norm_relu),
+    "PyTorch's batch norm": (grouped_conv2d, pytorch_batch_norm_relu),
+    "PyTorch's both": (pytorch_conv, pytorch_batch_norm_relu),
+}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds after one warm-up (default: 3)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {args.rounds} "
+          "interleaved rounds; seconds per meta-step (× slower than as shipped)\n")
+    print("| setting | " + " | ".join(VARIANTS) + " |")
+    print("|---" * (len(VARIANTS) + 1) + "|")
+    try:
+        for setting in SETTINGS.values():
+            problem = make_problem(setting)
+            optimizer = torch.optim.SGD(list(problem.params.values()), lr=0.0)  # θ stays as it is
+            times = {name: [] for name in VARIANTS}
+            for round_ in range(args.rounds + 1):
+                for name, (conv, block) in VARIANTS.items():
+                    mamlkit.models.grouped_conv2d, mamlkit.models.batch_norm_relu = conv, block
+                    start = time.perf_counter()
+                    outer_step(problem.model, problem.params, problem.tasks, optimizer, cross_entropy,
+                               setting.inner_lr, setting.inner_steps, task_chunk_size=8, task_threads=1)
+                    if round_:  # the first round warms up
+                        times[name].append(time.perf_counter() - start)
+            medians = {name: statistics.median(t) for name, t in times.items()}
+            base = medians["as shipped"]
+            print(f"| {setting.name} | " + " | ".join(
+                f"{m:.3f} s" + ("" if name == "as shipped" else f" ({m / base:.2f}×)")
+                for name, m in medians.items()) + " |", flush=True)
+    finally:
+        mamlkit.models.grouped_conv2d, mamlkit.models.batch_norm_relu = grouped_conv2d, batch_norm_relu
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
