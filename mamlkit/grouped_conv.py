@@ -3,8 +3,9 @@ r"""A grouped convolution whose second derivative is whole grouped convolutions.
 The fast path (:meth:`mamlkit.models.Conv4.forward_tasks`) runs the tasks of a meta-batch as
 the groups of one convolution. Second-order MAML differentiates the convolution's backward
 pass once more, and PyTorch's double backward of a *grouped* convolution computes one of its
-terms group by group: a loop of small convolutions and copies, about a tenth of the 20-way
-meta-step on this course's CPU. Written out, every term is one call for all groups.
+terms group by group: a loop of small convolutions and copies. Written out, every term is one
+call for all groups; with PyTorch's own instead, the 20-way meta-step of the benchmark took
+1.24× as long on this course's CPU (``benchmarks/fast_path_ablation.py``, one thread).
 
 The convolution :math:`y = x \star w` is bilinear, and so are its two gradients,
 :math:`g_x = B_x(g_y, w)` (a transposed convolution) and :math:`g_w = B_w(g_y, x)` (a
@@ -36,21 +37,30 @@ def grouped_conv2d(x: torch.Tensor, weight: torch.Tensor, groups: int, stride: i
     Args:
         x: ``(N, groups·C_in, H, W)``.
         weight: ``(groups·C_out, C_in, kH, kW)``, no bias.
+        groups, stride, padding: integers, the same for both spatial axes.
 
     Returns:
         ``(N, groups·C_out, H_out, W_out)``, equal to ``F.conv2d``'s; first and second
-        derivatives equal PyTorch's (up to rounding). A third derivative raises a RuntimeError.
-        Under ``torch.autocast`` (or with ``x`` and ``weight`` of different dtypes) it is
-        ``F.conv2d`` itself.
+        derivatives equal PyTorch's (up to rounding). Differentiating the second derivative
+        again (``create_graph=True`` through it) raises a RuntimeError. Under ``torch.autocast``
+        it is ``F.conv2d`` itself (and ``x`` and ``weight`` of different dtypes get
+        ``F.conv2d``'s error). Being a :class:`torch.autograd.Function` without
+        ``setup_context``, it does not run under :mod:`torch.func` transforms.
 
     Raises:
-        ValueError: ``x`` or ``weight`` is not 4-dimensional, or ``groups`` does not divide
-            their channels.
+        TypeError: ``groups``, ``stride`` or ``padding`` is not an integer.
+        ValueError: ``x`` or ``weight`` is not 4-dimensional, ``groups`` does not divide
+            their channels, ``stride`` < 1 or ``padding`` < 0.
     """
+    for name, value, least in (("groups", groups, 1), ("stride", stride, 1), ("padding", padding, 0)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"grouped_conv2d's {name} must be an integer, got {value!r}")
+        if value < least:
+            raise ValueError(f"grouped_conv2d's {name} must be at least {least}, got {value}")
     if x.dim() != 4 or weight.dim() != 4:
         raise ValueError(f"grouped_conv2d expects (N, C, H, W) inputs and (C_out, C_in, kH, kW) weights, "
                          f"got shapes {tuple(x.shape)} and {tuple(weight.shape)}")
-    if groups < 1 or x.shape[1] != groups * weight.shape[1] or weight.shape[0] % groups:
+    if x.shape[1] != groups * weight.shape[1] or weight.shape[0] % groups:
         raise ValueError(f"groups={groups} does not fit inputs with {x.shape[1]} channels and weights "
                          f"of shape {tuple(weight.shape)}")
     if x.dtype != weight.dtype or any(torch.is_autocast_enabled(d) for d in ("cpu", "cuda")):

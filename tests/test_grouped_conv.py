@@ -58,3 +58,27 @@ def test_a_third_derivative_is_refused_and_bad_shapes_explained():
         grouped_conv2d(x, weight, 3)
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         grouped_conv2d(x[0], weight, 2)
+    with pytest.raises(TypeError, match="stride must be an integer"):
+        grouped_conv2d(x, weight, 2, stride=(1, 2))
+    with pytest.raises(TypeError, match="padding must be an integer"):
+        grouped_conv2d(x, weight, 2, padding="same")
+    with pytest.raises(ValueError, match="stride must be at least 1"):
+        grouped_conv2d(x, weight, 2, stride=0)
+
+
+@pytest.mark.parametrize("groups,kernel,wrt", [(1, (3, 3), "both"), (2, (2, 3), "both"), (4, (3, 3), "weight")])
+def test_second_derivatives_equal_pytorchs_in_other_shapes(groups, kernel, wrt):
+    g = torch.Generator().manual_seed(groups)
+    x = torch.randn(2, groups * 2, 6, 6, generator=g, dtype=torch.float64).requires_grad_(wrt == "both")
+    weight = torch.randn(groups * 2, 2, *kernel, generator=g, dtype=torch.float64).requires_grad_()
+    inputs_ = (x, weight) if wrt == "both" else (weight,)
+
+    def second(conv):
+        y = conv(x, weight)
+        first = torch.autograd.grad((y ** 2).sum(), inputs_, create_graph=True)
+        return torch.autograd.grad(sum((d ** 2).sum() for d in first), inputs_)
+
+    ours = second(lambda a, b: grouped_conv2d(a, b, groups, stride=2, padding=1))
+    theirs = second(lambda a, b: F.conv2d(a, b, stride=2, padding=1, groups=groups))
+    for a, b in zip(ours, theirs):
+        assert torch.allclose(a, b, atol=1e-10)
