@@ -5,7 +5,7 @@ convolution, the batch norm, or both, switched back to PyTorch's own, side by si
 and :func:`mamlkit.batchnorm_relu.batch_norm_relu`. This script swaps either for PyTorch's
 ``F.conv2d`` / ``relu(F.batch_norm(...))`` (same numbers, PyTorch's second derivatives) and times
 the second-order meta-step of ``python -m mamlkit bench``'s settings, all variants interleaved
-in one process, one group of 8 tasks at a time.
+in one process (the benchmark's own ``time_interleaved``), one group of 8 tasks at a time.
 
 Example::
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from typing import Optional, Sequence
 
 import torch
@@ -25,10 +24,8 @@ import torch.nn.functional as F
 
 import mamlkit.models
 from mamlkit.batchnorm_relu import batch_norm_relu
-from mamlkit.bench import SETTINGS, make_problem
+from mamlkit.bench import FAST, SETTINGS, MetaStep, build_step, make_problem, time_interleaved
 from mamlkit.grouped_conv import grouped_conv2d
-from mamlkit.losses import cross_entropy
-from mamlkit.outer_loop import outer_step
 
 
 def pytorch_conv(x, weight, groups, stride=1, padding=0):
@@ -47,6 +44,14 @@ VARIANTS = {
 }
 
 
+def with_blocks(step: MetaStep, conv, block) -> MetaStep:
+    """``step`` run with ``Conv4.forward_tasks`` computing its blocks by ``conv`` and ``block``."""
+    def run() -> None:
+        mamlkit.models.grouped_conv2d, mamlkit.models.batch_norm_relu = conv, block
+        step.run()
+    return MetaStep(run, step.leaves)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds after one warm-up (default: 3)")
@@ -56,26 +61,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {args.rounds} "
           "interleaved rounds; seconds per meta-step (× slower than as shipped)\n")
-    print("| setting | " + " | ".join(VARIANTS) + " |")
-    print("|---" * (len(VARIANTS) + 1) + "|")
+    print("| setting | " + " | ".join(VARIANTS) + " | largest float32 gradient difference |")
+    print("|---" * (len(VARIANTS) + 2) + "|")
     try:
         for setting in SETTINGS.values():
-            problem = make_problem(setting)
-            optimizer = torch.optim.SGD(list(problem.params.values()), lr=0.0)  # θ stays as it is
-            times = {name: [] for name in VARIANTS}
-            for round_ in range(args.rounds + 1):
-                for name, (conv, block) in VARIANTS.items():
-                    mamlkit.models.grouped_conv2d, mamlkit.models.batch_norm_relu = conv, block
-                    start = time.perf_counter()
-                    outer_step(problem.model, problem.params, problem.tasks, optimizer, cross_entropy,
-                               setting.inner_lr, setting.inner_steps, task_chunk_size=8, task_threads=1)
-                    if round_:  # the first round warms up
-                        times[name].append(time.perf_counter() - start)
+            base = build_step(make_problem(setting), FAST, 8, 1)
+            steps = {name: with_blocks(base, conv, block) for name, (conv, block) in VARIANTS.items()}
+            reference = [g.clone() for g in steps["as shipped"]()]
+            times, errors = time_interleaved(steps, reference, args.rounds, 1, torch.device("cpu"))
             medians = {name: statistics.median(t) for name, t in times.items()}
-            base = medians["as shipped"]
+            shipped = medians["as shipped"]
             print(f"| {setting.name} | " + " | ".join(
-                f"{m:.3f} s" + ("" if name == "as shipped" else f" ({m / base:.2f}×)")
-                for name, m in medians.items()) + " |", flush=True)
+                f"{m:.3f} s" + ("" if name == "as shipped" else f" ({m / shipped:.2f}×)")
+                for name, m in medians.items()) + f" | {max(errors.values()):.1e} |", flush=True)
     finally:
         mamlkit.models.grouped_conv2d, mamlkit.models.batch_norm_relu = grouped_conv2d, batch_norm_relu
     return 0

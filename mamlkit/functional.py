@@ -119,3 +119,13 @@ def forward(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:
     """
     buffers = buffer_copies(model)
     return functional_call(model, {**params, **buffers} if buffers else params, (x,))
+
+
+def autocast_enabled() -> bool:
+    """Whether ``torch.autocast`` is on in this thread, for the CPU or a GPU.
+
+    Autocast is thread-local, and it casts the inputs of some operations: code that runs work
+    in other threads, or replaces an operation by its own (a custom autograd Function), asks
+    this first.
+    """
+    return any(torch.is_autocast_enabled(device) for device in ("cpu", "cuda"))

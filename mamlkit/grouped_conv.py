@@ -5,7 +5,7 @@ the groups of one convolution. Second-order MAML differentiates the convolution'
 pass once more, and PyTorch's double backward of a *grouped* convolution computes one of its
 terms group by group: a loop of small convolutions and copies. Written out, every term is one
 call for all groups; with PyTorch's own instead, the 20-way meta-step of the benchmark took
-1.24× as long on this course's CPU (``benchmarks/fast_path_ablation.py``, one thread).
+about 1.2× as long on this course's CPU (``benchmarks/fast_path_ablation.py``, one thread).
 
 The convolution :math:`y = x \star w` is bilinear, and so are its two gradients,
 :math:`g_x = B_x(g_y, w)` (a transposed convolution) and :math:`g_w = B_w(g_y, x)` (a
@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from mamlkit.functional import autocast_enabled
 
 _convolution_backward = torch.ops.aten.convolution_backward
 
@@ -63,7 +65,7 @@ def grouped_conv2d(x: torch.Tensor, weight: torch.Tensor, groups: int, stride: i
     if x.shape[1] != groups * weight.shape[1] or weight.shape[0] % groups:
         raise ValueError(f"groups={groups} does not fit inputs with {x.shape[1]} channels and weights "
                          f"of shape {tuple(weight.shape)}")
-    if x.dtype != weight.dtype or any(torch.is_autocast_enabled(d) for d in ("cpu", "cuda")):
+    if x.dtype != weight.dtype or autocast_enabled():
         # Mixed precision: torch.autocast casts F.conv2d's inputs; PyTorch's own path keeps that.
         return F.conv2d(x, weight, stride=stride, padding=padding, groups=groups)
     return _GroupedConv.apply(x, weight, groups, stride, padding)

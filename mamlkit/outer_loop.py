@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from mamlkit.functional import Params, check_params, forward
+from mamlkit.functional import Params, autocast_enabled, check_params, forward
 from mamlkit.inner_loop import InnerLR, LossFn, adapt, check_inner_loop_args, check_inputs_match
 from mamlkit.losses import accuracy
 from mamlkit.tasks import TaskBatch, as_task_batch
@@ -183,11 +183,6 @@ def parallel_threads(model: nn.Module, params: Params, implementation: str,
     return torch.get_num_threads() if on_cpu else 1
 
 
-def autocast_enabled() -> bool:
-    """Whether ``torch.autocast`` is on in this thread, for the CPU or a GPU."""
-    return any(torch.is_autocast_enabled(device) for device in ("cpu", "cuda"))
-
-
 def check_grad_enabled(what: str = "outer_step") -> None:
     """Raise a ValueError under ``torch.no_grad()`` or ``torch.inference_mode()``: a meta-step needs gradients."""
     if not torch.is_grad_enabled():
@@ -270,11 +265,8 @@ def accumulate_meta_gradient(loss_of, tasks: TaskBatch, optimizer: torch.optim.O
     optimizer.zero_grad(set_to_none=True)
     for i, tensor in enumerate(trained):
         pieces = [grads[i] for _, _, grads in results if grads[i] is not None]
-        if pieces:
-            total = pieces[0]
-            for more in pieces[1:]:
-                total = total + more  # in task order, whatever order the threads finished in
-            tensor.grad = total
+        if pieces:  # summed in task order, whatever order the threads finished in
+            tensor.grad = sum(pieces[1:], pieces[0])
     return [loss for loss, _, _ in results], torch.cat([outputs for _, outputs, _ in results])
 
 
@@ -312,9 +304,9 @@ def outer_step(
             ``forward_tasks`` (``Conv4``, ``SineMLP``), adapt this many groups of tasks at the
             same time, each in its own thread with one thread of torch's own (there are
             groups only when ``task_chunk_size`` is below the number of tasks; training uses 8,
-            ``TrainConfig.task_chunk_size``). Tasks are
-            independent until their gradients are summed, so this parallel work needs no
-            synchronisation, while torch's threads have to meet after every small operation.
+            ``TrainConfig.task_chunk_size``). Tasks are independent until their gradients
+            are summed, so this parallel work needs no synchronisation, while torch's threads
+            have to meet after every small operation.
             ``None``: ``torch.get_num_threads()`` on a CPU, 1 elsewhere. The result does not
             depend on how the threads are scheduled (the gradients are summed in task order).
 
