@@ -399,7 +399,7 @@ def time_interleaved(steps: dict, reference: list, repeats: int, warmup: int,
 
 
 @contextlib.contextmanager
-def _without_profiler_log():
+def without_profiler_log():
     """Drop the "USDT: ... profiler_start/stop" lines that the profiler's C++ side writes to fd 2."""
     sys.stderr.flush()
     saved = os.dup(2)
@@ -425,7 +425,7 @@ def profiled_peak(step: MetaStep) -> tuple[int, list]:
     Returns:
         ``(peak_bytes, meta_gradient)``.
     """
-    with _without_profiler_log():
+    with without_profiler_log():
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
                                     profile_memory=True) as prof:
             grads = step()
