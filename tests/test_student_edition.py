@@ -228,28 +228,35 @@ def test_check_shows_a_tick_for_a_correct_2_1_alone_and_names_the_create_graph_m
     """As a learner: Exercise 2.1 written (the reference solution) and nothing else, then the
     classic mistake, the inner gradient without ``create_graph=True``."""
     out, _ = edition
-    student = tmp_path / "student"
-    shutil.copytree(out, student)
     refs = reference_functions(REPO)["2.1"]
-    module = student / refs[0].path
-    module.write_text(_splice(module.read_text(encoding="utf-8"), refs[0].path, refs), encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if k != "MAMLKIT_DATA"}
-
-    def check() -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "mamlkit.classroom", "check", "2.1", "--root", str(student)]
-        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-
-    solved = check()
-    assert solved.returncode == 0, solved.stdout + solved.stderr
-    assert solved.stdout.startswith("✓ Exercise 2.1 "), solved.stdout
     # The mistake, made in the reference's gradient_step (spelled out here, the solution's line
     # would itself be a leak of this file into the edition).
     step = next(ref for ref in refs if ref.qualname == "gradient_step")
     mistake = step.source.replace(", create_graph=True)", ")")
     assert mistake != step.source
-    module.write_text(module.read_text(encoding="utf-8").replace(step.source, mistake), encoding="utf-8")
-    mistaken = check()
-    assert mistaken.returncode == 1, mistaken.stdout + mistaken.stderr
-    assert mistaken.stdout.startswith("✗ Exercise 2.1 "), mistaken.stdout
-    first = mistaken.stdout.split("✗ 1. ", 1)[1].split("\n✗ 2. ", 1)[0]
+    # Two copies of the edition, one solved and one with the mistake, checked side by side:
+    # each check runs every Exercise 2.1 test, and the two processes share the cores.
+    env = {k: v for k, v in os.environ.items() if k != "MAMLKIT_DATA"}
+    env["OMP_NUM_THREADS"] = "1"
+    checks = {}
+    for name, edit in (("solved", lambda code: code), ("mistaken", lambda code: code.replace(step.source, mistake))):
+        student = tmp_path / name
+        shutil.copytree(out, student)
+        module = student / refs[0].path
+        solved = _splice(module.read_text(encoding="utf-8"), refs[0].path, refs)
+        module.write_text(edit(solved), encoding="utf-8")
+        command = [sys.executable, "-m", "mamlkit.classroom", "check", "2.1", "--root", str(student)]
+        checks[name] = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True)
+    results = {}
+    for name, process in checks.items():
+        stdout, stderr = process.communicate(timeout=900)
+        results[name] = (process.returncode, stdout, stderr)
+    returncode, stdout, stderr = results["solved"]
+    assert returncode == 0, stdout + stderr
+    assert stdout.startswith("✓ Exercise 2.1 "), stdout
+    returncode, stdout, stderr = results["mistaken"]
+    assert returncode == 1, stdout + stderr
+    assert stdout.startswith("✗ Exercise 2.1 "), stdout
+    first = stdout.split("✗ 1. ", 1)[1].split("\n✗ 2. ", 1)[0]
     assert "create_graph=True" in first, f"the first failure should name create_graph=True:\n{first}"
