@@ -1,29 +1,34 @@
 """How much faster the fast meta-step could be at most, with PyTorch's convolution kernels.
 
 Every contender of ``python -m mamlkit bench`` computes the conv4's convolutions with the same
-oneDNN kernels (``aten::mkldnn_convolution`` forward, ``aten::convolution_backward``). This
-script times the benchmark's settings side by side, as ``python -m mamlkit bench`` does (the
-fast step in groups of 8 tasks, the groups in threads), then profiles one step of each
-contender and reports the share of its wall time spent inside those kernels.
+oneDNN kernels. This script times the benchmark's settings side by side, as the benchmark
+does (the course's step in groups of 8 tasks, the groups in threads; the others on torch's own
+threads), then profiles each step and measures the seconds it spends in convolutions: the
+outermost convolution operators (``aten::conv2d``, ``aten::convolution``,
+``aten::convolution_backward``, ...) with everything they call, layout copies included.
 
-If everything but the convolutions took no time at all, the fast step would take its
+If everything but the convolutions took no time at all, the course's step would take its
 convolution seconds; the fastest other contender's time divided by those seconds is then the
-largest speed-up within reach without faster convolution kernels (the ``ceiling`` column).
+largest speed-up within reach without faster convolution kernels (the ``ceiling``).
 
-How close those kernels already run to the machine's peak: the convolutions' floating-point
-operations are counted once on the per-task loop with ``torch.utils.flop_counter`` (its count
-for a *grouped* convolution's backward is too high, so the loop's ordinary convolutions are
-counted; every contender computes the same convolutions), divided by each contender's
-convolution seconds, and set beside a 2048 × 2048 float32 matrix product on the same threads.
+The profiler sees the calling thread only. The other contenders run on torch's own threads,
+whose work falls inside each operator's time, so they are profiled as timed. The course's
+step runs its groups in worker threads that the profiler does not see, so its convolution
+seconds are measured on one thread, one group at a time, and divided by the number of
+threads: the convolutions split perfectly over the threads, which is the best case, so the
+ceiling stays an upper bound.
 
-The profiler sees the calling thread only, so the fast step's share is measured on one
-thread, one group at a time, and applied to its time with groups in threads: each thread runs
-the same operations on its own group. The other contenders run on torch's own threads, which
-the profiler's timings of each operator include; they are profiled as timed.
+How close the kernels already run to the machine's peak: each step's convolution
+floating-point operations are counted with ``torch.utils.flop_counter`` (the course's step
+with one task per group, i.e. ordinary convolutions, because the counter over-counts the
+weight gradient of a *grouped* convolution), divided by its convolution seconds, and set
+beside a 2048 × 2048 float32 matrix product on the same threads.
+
+Gradients are not checked here: ``python -m mamlkit bench`` checks every contender's.
 
 Example::
 
-    python benchmarks/convolution_ceiling.py --threads 2 --rounds 3
+    python benchmarks/convolution_ceiling.py --threads 2 --rounds 5
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import argparse
 import statistics
 import sys
 import time
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -40,8 +45,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from mamlkit.bench import (
     CONTENDERS,
     FAST,
-    LOOP,
     SETTINGS,
+    TRAINING_CHUNK,
     MetaStep,
     build_step,
     contender_available,
@@ -50,25 +55,34 @@ from mamlkit.bench import (
     without_profiler_log,
 )
 
-# The kernels themselves and the thin dispatch layers above them (a few microseconds a call).
-CONVOLUTION_OPS = ("aten::mkldnn_convolution", "aten::convolution_backward", "aten::convolution",
-                   "aten::_convolution", "aten::conv2d")
+# Convolution operators at every level of PyTorch's dispatch: the outermost one on a call
+# stack is counted with everything below it, so a convolution counts once, whichever it is.
+CONVOLUTION_OPS = frozenset({"aten::conv2d", "aten::convolution", "aten::_convolution",
+                             "aten::mkldnn_convolution", "aten::convolution_backward"})
 
 
-def convolution_share(step: MetaStep) -> float:
-    """Fraction of one profiled run of ``step``'s wall time spent in :data:`CONVOLUTION_OPS`.
+def convolution_seconds(step: MetaStep, rounds: int) -> float:
+    """Median over ``rounds`` profiled runs of the seconds ``step`` spends in convolutions.
 
-    Self times (time in an operator minus its child operators) are summed, so nothing counts
-    twice. The profiler slows the step a little; the share is of the profiled wall time.
+    Sums the total time of each outermost :data:`CONVOLUTION_OPS` event, children (layout
+    copies, the kernels) included; events on other threads than the caller's are not seen.
     """
-    with without_profiler_log():
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-            start = time.perf_counter()
-            step()
-            wall_us = (time.perf_counter() - start) * 1e6
-    convolution_us = sum(event.self_cpu_time_total for event in prof.key_averages()
-                         if event.key in CONVOLUTION_OPS)
-    return convolution_us / wall_us
+    seconds = []
+    for _ in range(rounds):
+        with without_profiler_log():
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+                step()
+        total_us = 0.0
+        for event in prof.events():
+            if event.name not in CONVOLUTION_OPS:
+                continue
+            parent = event.cpu_parent
+            while parent is not None and parent.name not in CONVOLUTION_OPS:
+                parent = parent.cpu_parent
+            if parent is None:
+                total_us += event.cpu_time_total
+        seconds.append(total_us / 1e6)
+    return statistics.median(seconds)
 
 
 def convolution_flops(step: MetaStep) -> int:
@@ -88,15 +102,26 @@ def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
     return 2 * size ** 3 / best / 1e9
 
 
-def _timed(function) -> float:
+def _timed(function: Callable[[], object]) -> float:
     start = time.perf_counter()
     function()
     return time.perf_counter() - start
 
 
+def _on_threads(threads: int, function: Callable[..., float], *args) -> float:
+    """``function(*args)`` with torch on ``threads`` threads, the previous count restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return function(*args)
+    finally:
+        torch.set_num_threads(before)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3, help="timed rounds after one warm-up (default: 3)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="timed rounds after one warm-up, and profiled rounds (default: 3)")
     parser.add_argument("--settings", nargs="+", choices=sorted(SETTINGS), default=list(SETTINGS),
                         help="benchmark settings to run (default: all three)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
@@ -106,38 +131,44 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.threads < 1:
         parser.error(f"--threads must be at least 1, got {args.threads}")
+    settings = list(dict.fromkeys(args.settings))
     torch.set_num_threads(args.threads)
     contenders = [name for name in CONTENDERS if contender_available(name)]
     print(f"torch {torch.__version__}, {args.threads} thread(s); median of {args.rounds} interleaved "
-          f"rounds; contenders: {', '.join(contenders)}; a 2048² matrix product runs at "
+          f"rounds; contenders: {', '.join(contenders)}; a 2048² float32 matrix product runs at "
           f"{matmul_gflops():.0f} GFLOP/s\n")
-    print("| setting | contender | s per meta-step | in convolutions | convolution s | convolution GFLOP/s |")
-    print("|---|---|---|---|---|---|")
-    for name in args.settings:
+    print("| setting | contender | s per meta-step | convolution s | share | convolution GFLOP | GFLOP/s |")
+    print("|---|---|---|---|---|---|---|")
+    summaries = []
+    for name in settings:
         problem = make_problem(SETTINGS[name])
-        steps = {c: build_step(problem, c, 8) if c == FAST else build_step(problem, c)
+        steps = {c: build_step(problem, c, TRAINING_CHUNK) if c == FAST else build_step(problem, c)
                  for c in contenders}
         reference = [g.clone() for g in steps[FAST]()]
         times, _ = time_interleaved(steps, reference, args.rounds, 1, torch.device("cpu"))
         medians = {c: statistics.median(t) for c, t in times.items()}
-        flops = convolution_flops(build_step(problem, LOOP))
-        convolution_seconds = {}
+        conv_seconds, flops = {}, {}
         for c, step in steps.items():
             if c == FAST:
-                torch.set_num_threads(1)
-                share = convolution_share(build_step(problem, FAST, 8, 1))
-                torch.set_num_threads(args.threads)
+                one_group_at_a_time = build_step(problem, FAST, TRAINING_CHUNK, 1)
+                parallel = min(args.threads, -(-problem.tasks.num_tasks // TRAINING_CHUNK))
+                conv_seconds[c] = _on_threads(1, convolution_seconds, one_group_at_a_time, args.rounds) / parallel
+                flops[c] = convolution_flops(build_step(problem, FAST, 1, 1))
             else:
-                share = convolution_share(step)
-            convolution_seconds[c] = share * medians[c]
-            print(f"| {name} | {c} | {medians[c]:.3f} | {share:.0%} | {convolution_seconds[c]:.3f} | "
-                  f"{flops / convolution_seconds[c] / 1e9:.0f} |")
+                conv_seconds[c] = convolution_seconds(step, args.rounds)
+                flops[c] = convolution_flops(step)
+            print(f"| {name} | {c} | {medians[c]:.3f} | {conv_seconds[c]:.3f} | "
+                  f"{conv_seconds[c] / medians[c]:.0%} | {flops[c] / 1e9:.1f} | "
+                  f"{flops[c] / conv_seconds[c] / 1e9:.0f} |", flush=True)
         others = {c: t for c, t in medians.items() if c != FAST}
         if others:
             fastest = min(others, key=others.get)
-            print(f"| {name} | **ratio {others[fastest] / medians[FAST]:.2f}×, ceiling "
-                  f"{others[fastest] / convolution_seconds[FAST]:.2f}×** (fastest other: {fastest}; "
-                  f"convolutions: {flops / 1e9:.1f} GFLOP) | | | | |", flush=True)
+            summaries.append(f"{name}: ratio {others[fastest] / medians[FAST]:.2f}×, ceiling "
+                             f"{others[fastest] / conv_seconds[FAST]:.2f}× (fastest other: {fastest}, "
+                             f"{others[fastest]:.3f} s)")
+    print("\nmamlkit-fast against the fastest other contender, and at most with these convolutions:")
+    for line in summaries:
+        print(f"  {line}")
     return 0
 
 

@@ -30,6 +30,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -238,20 +239,27 @@ def test_check_shows_a_tick_for_a_correct_2_1_alone_and_names_the_create_graph_m
     # each check runs every Exercise 2.1 test, and the two processes share the cores.
     env = {k: v for k, v in os.environ.items() if k != "MAMLKIT_DATA"}
     env["OMP_NUM_THREADS"] = "1"
-    checks = {}
-    for name, edit in (("solved", lambda code: code), ("mistaken", lambda code: code.replace(step.source, mistake))):
-        student = tmp_path / name
-        shutil.copytree(out, student)
-        module = student / refs[0].path
-        solved = _splice(module.read_text(encoding="utf-8"), refs[0].path, refs)
-        module.write_text(edit(solved), encoding="utf-8")
-        command = [sys.executable, "-m", "mamlkit.classroom", "check", "2.1", "--root", str(student)]
-        checks[name] = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True)
-    results = {}
-    for name, process in checks.items():
-        stdout, stderr = process.communicate(timeout=900)
-        results[name] = (process.returncode, stdout, stderr)
+    checks, results = {}, {}
+    try:
+        for name, edit in (("solved", lambda code: code),
+                           ("mistaken", lambda code: code.replace(step.source, mistake))):
+            student = tmp_path / name
+            shutil.copytree(out, student)
+            module = student / refs[0].path
+            solved = _splice(module.read_text(encoding="utf-8"), refs[0].path, refs)
+            module.write_text(edit(solved), encoding="utf-8")
+            command = [sys.executable, "-m", "mamlkit.classroom", "check", "2.1", "--root", str(student)]
+            checks[name] = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                            stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 900
+        for name, process in checks.items():
+            stdout, stderr = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            results[name] = (process.returncode, stdout, stderr)
+    finally:
+        for process in checks.values():
+            if process.poll() is None:  # a timeout or an error above: leave no process behind
+                process.kill()
+                process.communicate()
     returncode, stdout, stderr = results["solved"]
     assert returncode == 0, stdout + stderr
     assert stdout.startswith("✓ Exercise 2.1 "), stdout
