@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from mamlkit.batchnorm_relu import batch_norm_relu
+from mamlkit.bench import require_positive
 
 
 def pytorch_block(x, weight, bias):
@@ -36,13 +37,16 @@ def second_order(block, x, weight, bias, v, u):
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--shape", type=int, nargs=4, default=[20, 512, 14, 14], metavar=("N", "C", "H", "W"))
     parser.add_argument("--layout", choices=["channels_first", "channels_last"], default="channels_last",
                         help="memory layout of the activations (the fast path uses channels_last)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
+    require_positive(parser, args, "threads", "repeats")
+    if min(args.shape) < 1:
+        parser.error(f"--shape must be four positive sizes, got {args.shape}")
     if args.threads:
         torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)

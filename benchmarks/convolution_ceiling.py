@@ -52,6 +52,7 @@ from mamlkit.bench import (
     build_step,
     contender_available,
     make_problem,
+    require_positive,
     time_interleaved,
     without_profiler_log,
 )
@@ -131,10 +132,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="torch.set_num_threads for the timing (default: torch's, here %(default)s)")
     args = parser.parse_args(argv)
-    if args.rounds < 1:
-        parser.error(f"--rounds must be at least 1, got {args.rounds}")
-    if args.threads < 1:
-        parser.error(f"--threads must be at least 1, got {args.threads}")
+    require_positive(parser, args, "rounds", "threads")
     settings = list(dict.fromkeys(args.settings))
     torch.set_num_threads(args.threads)
     contenders = [name for name in CONTENDERS if contender_available(name)]

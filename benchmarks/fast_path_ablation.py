@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 import mamlkit.models
 from mamlkit.batchnorm_relu import batch_norm_relu
-from mamlkit.bench import FAST, SETTINGS, MetaStep, build_step, make_problem, time_interleaved
+from mamlkit.bench import FAST, SETTINGS, MetaStep, build_step, make_problem, require_positive, time_interleaved
 from mamlkit.grouped_conv import grouped_conv2d
 
 
@@ -53,10 +53,11 @@ def with_blocks(step: MetaStep, conv, block) -> MetaStep:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds after one warm-up (default: 3)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     args = parser.parse_args(argv)
+    require_positive(parser, args, "rounds", "threads")
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {args.rounds} "

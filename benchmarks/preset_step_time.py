@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from mamlkit.bench import require_positive
 from mamlkit.presets import PRESETS, preset_config
 from mamlkit.train import Trainer, omniglot_task_samplers
 
@@ -32,8 +33,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--steps", type=int, default=5, help="steps per preset per round (default: 5)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     args = parser.parse_args(argv)
-    if args.rounds < 1 or args.steps < 1:
-        parser.error("--rounds and --steps must be at least 1")
+    require_positive(parser, args, "rounds", "steps", "threads")
     if args.threads:
         torch.set_num_threads(args.threads)
     configs = {name: preset_config(name) for name in args.presets}

@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from mamlkit.bench import FAST, SETTINGS, Setting, build_step, make_problem, time_interleaved
+from mamlkit.bench import FAST, SETTINGS, Setting, build_step, make_problem, require_positive, time_interleaved
 
 # The fast preset's training meta-batch (mamlkit/presets.py), second order.
 PRESET = Setting("fast-preset", n_way=5, k_shot=1, n_query=5, meta_batch_size=8, inner_steps=1, inner_lr=0.4)
@@ -35,8 +35,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds after one warm-up (default: 5)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     args = parser.parse_args(argv)
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
+    require_positive(parser, args, "rounds", "threads")
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {args.rounds} "

@@ -662,6 +662,14 @@ def memory_table(rows: list) -> list:
 # Command line
 
 
+def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, *options: str) -> None:
+    """``parser.error`` (exit 2, one line) for any of ``options`` given below 1; None passes."""
+    for option in options:
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            parser.error(f"--{option.replace('_', '-')} must be at least 1, got {value}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mamlkit bench",
@@ -706,10 +714,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         torch.save([g.detach().cpu() for g in grads], spec["grads_path"])
         print(PROBE_TAG + json.dumps(result), flush=True)
         return 0
-    for option in ("repeats", "threads", "chunk_size"):
-        value = getattr(args, option)
-        if value is not None and value < 1:
-            parser.error(f"--{option.replace('_', '-')} must be at least 1, got {value}")
+    require_positive(parser, args, "repeats", "threads", "chunk_size")
     if args.warmup < 0:
         parser.error(f"--warmup must be 0 or more, got {args.warmup}")
     if args.memory_steps and min(args.memory_steps) < 1:
