@@ -8,6 +8,8 @@ Commands:
     check ID            run one exercise's tests, as ``check_exercise`` does in a notebook
     gradescope OUT.zip  write the Gradescope autograder zip
     grade-checkpoint CKPT  points for a trained checkpoint's accuracy on fixed validation tasks
+    walk                run every notebook of the student edition as a learner meets it
+                        (mamlkit.classroom.walk)
 """
 
 from __future__ import annotations
@@ -107,6 +109,24 @@ def _grade_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def _walk(args: argparse.Namespace) -> int:
+    from .walk import walk_student_path
+
+    try:
+        report = walk_student_path(args.src, notebooks=args.notebook, keep=args.keep)
+    except (BuildError, ValueError) as err:
+        print(err, file=sys.stderr)
+        return 2
+    seconds = sum(run.seconds for run in report.runs)
+    if report.ok:
+        print(f"The student's path is clear: {len(report.runs)} notebook runs, {seconds:.0f} s.")
+        return 0
+    print(f"{len(report.problems)} problem(s) on the student's path:", file=sys.stderr)
+    for problem in report.problems:
+        print(f"  {problem}", file=sys.stderr)
+    return 1
+
+
 def _check(args: argparse.Namespace) -> int:
     try:
         return 0 if check_exercise(args.exercise, root=args.root, timeout=args.timeout) else 1
@@ -174,6 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--root", type=Path, default=Path.cwd(), help="repository (default: .)")
     check.add_argument("--timeout", type=float, default=600)
     check.set_defaults(run=_check)
+
+    walk = commands.add_parser(
+        "walk", help="run every notebook of the student edition, exercises solved one at a time")
+    walk.add_argument("--src", type=Path, default=Path.cwd(), help="the instructor edition (default: .)")
+    walk.add_argument("--notebook", action="append", default=None,
+                      help="walk only this notebook, e.g. notebooks/04_omniglot_maml.ipynb (repeatable)")
+    walk.add_argument("--keep", type=Path, default=None, help="keep every edition the walk ran in this folder")
+    walk.set_defaults(run=_walk)
 
     args = parser.parse_args(argv)
     return args.run(args)
