@@ -28,7 +28,7 @@ from mamlkit.classroom.exercises import (
     marker_expression,
     marker_name,
 )
-from mamlkit.classroom.grade import check_student_tests, grade, verify_exercise_tests
+from mamlkit.classroom.grade import check_student_tests, grade, test_files_with_markers, verify_exercise_tests
 from mamlkit.classroom.hints import _raised_in, check_exercise, exercise_hint, install_exercise_hints
 from mamlkit.classroom.student import (
     BEGIN_MARKER as BEGIN,
@@ -877,8 +877,9 @@ def test_check_puts_the_verdict_first_and_tells_waiting_from_failing(two_course,
     assert check_exercise("2.1", root=only_2_1, exercises=TWO) is False
     out = capsys.readouterr().out
     # Its only runnable test waits for 1.1: nothing passes yet, nothing fails either.
-    assert out.startswith("✗ Exercise 2.1 (the toy inner loop `adapt`): your tests: 0 of 0 pass; "
-                          "1 more wait for Exercise 1.1; 1 skipped.\n")
+    assert out.startswith("… Exercise 2.1 (the toy inner loop `adapt`): waiting for Exercise 1.1: all 1 of its "
+                          "tests run through it, so they cannot say anything about Exercise 2.1 yet."), out
+    assert "✗" not in out
     assert "MAMLKIT_DATA is not set" in out and "✗ 1." not in out
     solve(only_2_1, src, TWO[0])
     assert check_exercise("2.1", root=only_2_1, exercises=TWO) is True
@@ -988,3 +989,20 @@ def test_an_exercise_whose_file_is_missing_from_the_submission_earns_nothing(tmp
     assert result.exercise.id == "1.1"
     assert result.points_earned == 0 and result.points_possible == result.exercise.points
     assert "mamlkit/autograd_warmups.py is not in the submission" in " ".join(result.notes)
+
+
+def test_exercise_tests_are_found_by_pytests_own_marker_selection(tmp_path):
+    # Marks that no text search for "mark.ex2_1" sees: built with getattr, and a module's pytestmark.
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "test_built.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.parametrize('x', [pytest.param(1, marks=getattr(pytest.mark, 'ex' + '2_1'))])\n"
+        "def test_a(x):\n    assert x == 1\n", encoding="utf-8")
+    (tests / "test_module_mark.py").write_text(
+        "import pytest\n\npytestmark = getattr(pytest.mark, 'ex2_' + '1')\n\n"
+        "def test_b():\n    pass\n", encoding="utf-8")
+    (tests / "test_other.py").write_text("def test_c():\n    pass\n", encoding="utf-8")
+    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    ex2_1: Exercise 2.1\n", encoding="utf-8")
+    found = test_files_with_markers(tests, ["ex2_1"], root=tmp_path)
+    assert [p.name for p in found] == ["test_built.py", "test_module_mark.py"]

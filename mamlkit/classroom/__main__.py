@@ -106,7 +106,8 @@ def _grade_checkpoint(args: argparse.Namespace) -> int:
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
-    return 0
+    # 0 points because the file could not be evaluated is not a grade: say so in the exit status.
+    return 0 if result.graded else 1
 
 
 def _walk(args: argparse.Namespace) -> int:

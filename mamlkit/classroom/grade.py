@@ -293,22 +293,36 @@ class GradeReport:
         }
 
 
-def test_files_with_markers(tests: Path, markers: list[str]) -> list[Path]:
-    """The test files under ``tests`` whose text names one of ``markers`` (``mark.ex2_1``).
+def test_files_with_markers(tests: Path, markers: list[str], *, root: str | os.PathLike | None = None,
+                             env: dict[str, str] | None = None) -> list[Path]:
+    """The test files under ``tests`` that hold a test carrying one of ``markers``.
 
-    Collecting only these, rather than the whole folder, spares importing every other test module.
+    Found by pytest's own marker selection (one ``--collect-only -m`` run), so tests marked in
+    any way pytest understands count: ``@pytest.mark.ex2_1``, ``pytest.param(..., marks=...)``,
+    ``pytestmark``, or marks built with ``getattr(pytest.mark, name)``. Running only these files
+    afterwards spares importing every other test module. The answer is kept for the life of the
+    process, per folder and file times, since grading one submission asks it once per exercise.
     """
-    pattern = re.compile(r"\bmark\.(?:" + "|".join(re.escape(m) for m in markers) + r")\b")
-    files = []
-    for path in sorted(tests.rglob("test_*.py")) + sorted(tests.rglob("*_test.py")):
-        if "__pycache__" in path.parts:
-            continue
-        try:
-            if pattern.search(path.read_text(encoding="utf-8")):
-                files.append(path)
-        except (OSError, UnicodeDecodeError):
-            files.append(path)  # let pytest report it
-    return files
+    tests = Path(tests).absolute()
+    stamp = tuple(sorted((str(p), p.stat().st_mtime_ns) for p in tests.rglob("*.py") if "__pycache__" not in p.parts))
+    key = (str(tests), tuple(sorted(markers)), stamp)
+    if key not in _MARKED_FILES:
+        record, _, _ = run_tests(root if root is not None else tests.parent, tests_dir=str(tests),
+                                 markexpr=" or ".join(markers), collect_only=True, env=env)
+        by_marker: dict[str, set[str]] = {m: set() for m in markers}
+        for test in record["tests"]:
+            for marker in test["markers"]:
+                if marker in by_marker:
+                    by_marker[marker].add(test["nodeid"].split("::", 1)[0])
+        errors = {e["nodeid"] for e in record["collection_errors"] if e["nodeid"]}
+        _MARKED_FILES[key] = (by_marker, errors)
+    by_marker, errors = _MARKED_FILES[key]
+    # Files that failed to collect are run too, so that pytest reports them.
+    names = set().union(*(by_marker.get(m, set()) for m in markers)) | errors
+    return sorted(tests.parent / name for name in names)
+
+
+_MARKED_FILES: dict[tuple, tuple[dict[str, set[str]], set[str]]] = {}
 
 
 def run_tests(
@@ -321,6 +335,7 @@ def run_tests(
     nodeids: list[str] | None = None,
     timeout: float | None = None,
     env: dict[str, str] | None = None,
+    collect_only: bool = False,
 ) -> tuple[dict, int, str]:
     """Run the tests of the repository at ``root`` in one pytest subprocess and record each outcome.
 
@@ -338,6 +353,7 @@ def run_tests(
             folder that holds the tests folder).
         timeout: seconds before the run is abandoned; ``None`` waits.
         env: the subprocess's environment (default: this process's).
+        collect_only: only collect (every test's outcome is then ``"not run"``).
 
     Returns:
         The plugin's record (``{"tests": [...], "collection_errors": [...]}``, see
@@ -353,7 +369,7 @@ def run_tests(
     if nodeids is not None:
         targets = [str(tests.parent / nodeid) for nodeid in nodeids]
     elif only_files_with is not None:
-        targets = test_files_with_markers(tests, only_files_with)
+        targets = test_files_with_markers(tests, only_files_with, root=root, env=env)
     else:
         targets = [tests]
     if not targets:
@@ -380,6 +396,7 @@ def run_tests(
             # Node ids relative to the tests' repository: "tests/test_x.py::test_y".
             "--rootdir", str(tests.parent),
             "--continue-on-collection-errors",
+            *(["--collect-only"] if collect_only else []),
             "--tb=short",
             "-q", "-rN",
         ]

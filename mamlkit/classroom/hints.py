@@ -226,6 +226,19 @@ def check_exercise(
     if skipped:
         summary += f"; {len(skipped)} skipped"
     ok = bool(passed) and not failing and not record["collection_errors"]
+    if not passed and not failing and waiting and not record["collection_errors"]:
+        # Nothing of this exercise could run: that is neither a pass nor a failure.
+        ids = sorted({_stub_exercise(t["message"]) for t in waiting}, key=lambda i: tuple(map(int, i.split("."))))
+        names = " and ".join(f"Exercise {i}" for i in ids)
+        print(f"… {exercise.label} ({exercise.title}): waiting for {names}: all {len(waiting)} of its tests "
+              f"run through {'them' if len(ids) > 1 else 'it'}, so they cannot say anything about "
+              f"{exercise.label} yet. Finish {names}, then check again.")
+        if skipped:
+            print(f"  {len(skipped)} test(s) skipped, neither passed nor failed.")
+            warning = data_warning()
+            if warning:
+                print(f"  {warning}")
+        return False
     print(("✓ " if ok else "✗ ") + summary + ".")
     if not tests:
         print(f"  No tests found for {exercise.label} (marker {exercise.marker}).")
