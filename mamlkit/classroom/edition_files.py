@@ -55,7 +55,19 @@ jupyter lab notebooks/
 ```
 
 Work through the notebooks in order: 01 (autograd), 02 (the inner loop), 03 (the outer loop),
-04 (Omniglot).
+04 (MAML on Omniglot), 05 (MAML's neighbours: first-order MAML, ANIL, Meta-SGD, Prototypical
+Networks). Each notebook's header says how long a full run takes on a CPU and which exercises it
+needs from the earlier ones.
+
+**Smoke mode.** With `MAMLKIT_SMOKE=1` (or `CI=true`) set before starting Jupyter, every long
+loop shrinks (a few training steps, a few test tasks), so a notebook runs top to bottom in a
+minute or so: handy for checking that your code runs before a long run. The numbers it prints
+are then too rough to mean anything, and the cells that run an exercise's tests
+(`check_exercise`) are skipped in smoke mode: run `check` (below) for the verdict.
+
+```bash
+MAMLKIT_SMOKE=1 jupyter lab notebooks/
+```
 
 ## The graded exercises ({total} points)
 
@@ -78,8 +90,10 @@ came back.
   points only, and an exercise you solve earns its points even if an earlier one is unfinished.
 - **All or nothing per exercise**: an exercise earns its points when every one of its tests
   passes.
-- **Hidden tests**: the grader may also run tests that are not in this repository. Code that
-  does what the exercise asks, for every valid input, passes them too.
+- **Hidden tests**: the grader may also run tests that are not in this repository (the
+  tests here are a part of the grader's). Your own copies of the tests do not count: the
+  grader runs its copy, so editing a test changes nothing. Code that does what the exercise
+  asks, for every valid input, passes the hidden tests too.
 - A test **skipped** because the Omniglot data is not there neither earns nor costs points.
 
 ## Check one exercise
@@ -112,7 +126,8 @@ on first use into `~/.cache/mamlkit/omniglot`. If you already have `images_backg
 export MAMLKIT_DATA=/path/to/omniglot
 ```
 
-Without the data, the tests that need it are skipped, and `check` says so.
+Without the data, the tests that need it are skipped, and `check` says so. The grader runs
+with the data, so those tests count in your grade: run them before you submit.
 
 ## Submitting
 
