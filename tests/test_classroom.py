@@ -28,7 +28,7 @@ from mamlkit.classroom.exercises import (
     marker_expression,
     marker_name,
 )
-from mamlkit.classroom.grade import check_student_tests, grade, test_files_with_markers, verify_exercise_tests
+from mamlkit.classroom.grade import check_student_tests, files_with_marked_tests, grade, verify_exercise_tests
 from mamlkit.classroom.hints import _raised_in, check_exercise, exercise_hint, install_exercise_hints
 from mamlkit.classroom.student import (
     BEGIN_MARKER as BEGIN,
@@ -1004,5 +1004,5 @@ def test_exercise_tests_are_found_by_pytests_own_marker_selection(tmp_path):
         "def test_b():\n    pass\n", encoding="utf-8")
     (tests / "test_other.py").write_text("def test_c():\n    pass\n", encoding="utf-8")
     (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    ex2_1: Exercise 2.1\n", encoding="utf-8")
-    found = test_files_with_markers(tests, ["ex2_1"], root=tmp_path)
+    found = files_with_marked_tests(tests, ["ex2_1"], root=tmp_path)
     assert [p.name for p in found] == ["test_built.py", "test_module_mark.py"]

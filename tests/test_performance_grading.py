@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 import torch
 
 from mamlkit.classroom.__main__ import main as classroom_main

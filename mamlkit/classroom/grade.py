@@ -57,7 +57,7 @@ __all__ = [
     "grade",
     "run_exercise_tests",
     "run_tests",
-    "test_files_with_markers",
+    "files_with_marked_tests",
     "verify_exercise_tests",
 ]
 
@@ -293,7 +293,7 @@ class GradeReport:
         }
 
 
-def test_files_with_markers(tests: Path, markers: list[str], *, root: str | os.PathLike | None = None,
+def files_with_marked_tests(tests: Path, markers: list[str], *, root: str | os.PathLike | None = None,
                              env: dict[str, str] | None = None) -> list[Path]:
     """The test files under ``tests`` that hold a test carrying one of ``markers``.
 
@@ -369,7 +369,7 @@ def run_tests(
     if nodeids is not None:
         targets = [str(tests.parent / nodeid) for nodeid in nodeids]
     elif only_files_with is not None:
-        targets = test_files_with_markers(tests, only_files_with, root=root, env=env)
+        targets = files_with_marked_tests(tests, only_files_with, root=root, env=env)
     else:
         targets = [tests]
     if not targets:
