@@ -4,10 +4,10 @@
   read from ``.grad``;
 - Exercise 1.2, :func:`product_gradients`: the gradients of :math:`xy` as *return values*, with
   ``torch.autograd.grad``, leaving ``.grad`` alone;
-- Exercise 1.3, :func:`two_step_factor`: the factor :math:`(1 - \\alpha L_S'')^2` by which two
-  inner steps scale the query gradient, when the support loss is quadratic;
-- Exercise 1.4, :func:`one_step_inner_lr`: the step size :math:`\\alpha = 1 / L_S''` that lands
-  on the support loss's minimum in one step, from any :math:`\\theta`.
+- Exercise 1.3, :func:`two_step_factor`: the factor by which two inner steps scale the query
+  gradient, when the support loss is quadratic;
+- Exercise 1.4, :func:`one_step_inner_lr`: the step size that lands on the support loss's
+  minimum in one step, from any :math:`\\theta`.
 
 Notebook 01 (``notebooks/01_autograd_basics.ipynb``) explains the tools on other functions,
 then calls these four and checks them against the derivatives worked out by hand. The tests are
@@ -109,15 +109,14 @@ def _check_number(value: object, name: str) -> float:
 
 
 def two_step_factor(inner_lr: float, curvature: float) -> float:
-    r"""The factor :math:`(1 - \alpha L_S'')^2` of the meta-gradient after two inner steps.
+    r"""The factor :math:`f` in :math:`\frac{d}{d\theta} L_Q(\phi_2) = f \cdot L_Q'(\phi_2)` after two inner steps.
 
-    With a support loss whose second derivative :math:`L_S''` is the same for every
-    :math:`\theta` (a quadratic, like the mean squared error of :math:`\hat y = \theta x`), one
-    inner step :math:`\phi_1 = \theta - \alpha L_S'(\theta)` has
-    :math:`d\phi_1 / d\theta = 1 - \alpha L_S''`, and a second step multiplies by the same
-    number again. By the chain rule the meta-gradient is
-    :math:`\frac{d}{d\theta} L_Q(\phi_2) = (1 - \alpha L_S'')^2\, L_Q'(\phi_2)`
-    (notebook 01, section 6; Finn et al. 2017, Eq. 1 applied twice).
+    The support loss has a second derivative :math:`L_S''` that is the same for every
+    :math:`\theta` (a quadratic, like the mean squared error of :math:`\hat y = \theta x`). Two
+    inner steps, :math:`\phi_1 = \theta - \alpha L_S'(\theta)` and
+    :math:`\phi_2 = \phi_1 - \alpha L_S'(\phi_1)`, make the meta-gradient a multiple of the query
+    gradient at :math:`\phi_2`. Return that multiple in closed form, from ``inner_lr`` and
+    ``curvature`` alone (notebook 01, section 6, derives the one-step case).
 
     Args:
         inner_lr: α, the inner step size (a number, ``>= 0``).
@@ -135,19 +134,19 @@ def two_step_factor(inner_lr: float, curvature: float) -> float:
     if inner_lr < 0:
         raise ValueError(f"inner_lr must be >= 0, got {inner_lr}")
     ### BEGIN SOLUTION (Exercise 1.3)
+    # dφ₁/dθ = 1 − α L_S'', and the second step multiplies by the same number again:
+    # d/dθ L_Q(φ₂) = (1 − α L_S'')² L_Q'(φ₂), the chain rule through two inner steps.
     return (1.0 - inner_lr * curvature) ** 2
     ### END SOLUTION
 
 
 def one_step_inner_lr(curvature: float) -> float:
-    r"""The inner step size that reaches the support loss's minimum in one step, from any θ.
+    r"""The inner step size α with which one step reaches the support loss's minimum, from any θ.
 
-    For a quadratic support loss with curvature :math:`L_S'' > 0` the gradient is linear,
-    :math:`L_S'(\theta) = L_S''\,(\theta - \theta^*)`, so the step
-    :math:`\phi = \theta - \alpha L_S'(\theta)` lands on :math:`\theta^*` exactly when
-    :math:`\alpha = 1 / L_S''`: a Newton step. At that α the factor :math:`1 - \alpha L_S''`
-    is zero, so the meta-gradient vanishes for every θ: where the inner loop starts no longer
-    matters (notebook 01, section 6).
+    The support loss is a quadratic with curvature :math:`L_S'' > 0`. Find the α for which
+    one step :math:`\phi = \theta - \alpha L_S'(\theta)` lands exactly on its minimum, whatever
+    :math:`\theta` it starts from, and return it in closed form (notebook 01, section 6, asks
+    what the meta-gradient is at that α).
 
     Args:
         curvature: :math:`L_S''`, a positive number.
@@ -167,5 +166,7 @@ def one_step_inner_lr(curvature: float) -> float:
             "zero or negative curvature no step size lands on a minimum"
         )
     ### BEGIN SOLUTION (Exercise 1.4)
+    # L_S'(θ) = L_S''·(θ − θ*), so φ = θ* for every θ exactly when α·L_S'' = 1: a Newton step.
+    # There the factor 1 − α L_S'' is zero and the meta-gradient vanishes for every θ.
     return 1.0 / curvature
     ### END SOLUTION
