@@ -216,9 +216,8 @@ def test_two_processes_give_the_single_process_meta_gradient(tmp_path, float64):
                 torch.testing.assert_close(g, e, rtol=0, atol=1e-10)
 
 
-@pytest.mark.ex2_1
-@pytest.mark.ex3_3
-@pytest.mark.parametrize("algorithm", ["maml", pytest.param("protonet", marks=pytest.mark.ex5_1)])
+@pytest.mark.parametrize("algorithm", [pytest.param("maml", marks=[pytest.mark.ex2_1, pytest.mark.ex3_3]),
+                                       pytest.param("protonet", marks=pytest.mark.ex5_1)])
 def test_two_processes_train_like_one(tmp_path, float64, algorithm):
     config = tiny_config(algorithm=algorithm, learn_inner_lrs=algorithm == "maml")
     run_ranks(2, _train_on_ranks, config, tmp_path / "two")

@@ -1,4 +1,9 @@
-"""The graded performance target: points by accuracy tier, fixed tasks, a time limit."""
+"""The graded performance target: points by accuracy tier, fixed tasks, a time limit.
+
+An instructor's tool: ``grade-checkpoint`` evaluates with the grader's own ``mamlkit``, which in
+the student edition is the learner's, exercises unfinished. So the file is hidden: the student
+edition does not carry it.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ import torch
 
 from mamlkit.classroom.__main__ import main as classroom_main
 from mamlkit.classroom.performance import DEFAULT_TIERS, TARGET_PROTOCOL, grade_checkpoint, points_for
+
+pytestmark = pytest.mark.hidden
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "assets/omniglot_5w1s.pt"

@@ -33,7 +33,6 @@ def test_checkpoint_matches_its_manifest_and_loads_safely(manifest_path):
     assert sum(p.numel() for p in params.values()) == sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.ex2_1
 @pytest.mark.ex3_2
 @pytest.mark.ex4_1
 @pytest.mark.ex4_2
@@ -66,7 +65,6 @@ TABLE_STEMS = [stem for stem in ("omniglot_5w5s", "omniglot_20w1s", "omniglot_20
                if (ASSETS / f"{stem}.json").exists()]
 
 
-@pytest.mark.ex2_1
 @pytest.mark.ex3_2
 @pytest.mark.ex4_1
 @pytest.mark.ex4_2
