@@ -15,6 +15,8 @@ The exercises themselves are listed once, in :mod:`.exercises`. Command line::
     python -m mamlkit.classroom verify
     python -m mamlkit.classroom grade [--root DIR] [--tests DIR] [--json PATH] [--policy proportional]
     python -m mamlkit.classroom check 2.1
+    python -m mamlkit.classroom gradescope autograder.zip
+    python -m mamlkit.classroom nbgrader-source ../maml-nbgrader
 """
 
 from .exercises import EXERCISES, Exercise, get_exercise, marker_name

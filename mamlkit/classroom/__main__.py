@@ -7,6 +7,8 @@ Commands:
     grade               grade a submission, each exercise on its own (``--json`` to save)
     check ID            run one exercise's tests, as ``check_exercise`` does in a notebook
     gradescope OUT.zip  write the Gradescope autograder zip
+    nbgrader-source DIR write an nbgrader course folder: source/maml is the student edition, its
+                        check cells graded with the registry's points (mamlkit.classroom.nbgrader)
     grade-checkpoint CKPT  points for a trained checkpoint's accuracy on fixed validation tasks
     walk                run every notebook of the student edition as a learner meets it
                         (mamlkit.classroom.walk)
@@ -96,6 +98,21 @@ def _gradescope(args: argparse.Namespace) -> int:
     return 0
 
 
+def _nbgrader_source(args: argparse.Namespace) -> int:
+    from .nbgrader import build_nbgrader_course
+
+    try:
+        notes = build_nbgrader_course(args.src, args.out, force=args.force)
+    except (BuildError, FileExistsError) as err:
+        print(err, file=sys.stderr)
+        return 1
+    for note in notes:
+        print(f"  {note}")
+    print(f"Wrote the nbgrader course {args.out}: cd there, then nbgrader generate_assignment maml; "
+          "after collecting the submissions, nbgrader autograde maml.")
+    return 0
+
+
 def _grade_checkpoint(args: argparse.Namespace) -> int:
     from .performance import grade_checkpoint
 
@@ -180,6 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     gradescope.add_argument("out", type=Path, help="the zip to write, e.g. autograder.zip")
     gradescope.add_argument("--src", type=Path, default=Path.cwd(), help="the instructor edition (default: .)")
     gradescope.set_defaults(run=_gradescope)
+
+    nbg = commands.add_parser("nbgrader-source", help="write an nbgrader course folder with graded check cells")
+    nbg.add_argument("out", type=Path, help="the course folder to write")
+    nbg.add_argument("--src", type=Path, default=Path.cwd(), help="the instructor edition (default: .)")
+    nbg.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    nbg.set_defaults(run=_nbgrader_source)
 
     perf = commands.add_parser("grade-checkpoint", help="points for a trained checkpoint's accuracy")
     perf.add_argument("checkpoint", type=Path, help="the submitted weights (model.pt)")

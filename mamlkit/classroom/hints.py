@@ -165,29 +165,124 @@ def _explains_itself(message: str) -> bool:
     ) and first != "AssertionError"
 
 
+def _telling(message: str) -> int:
+    """0 for a test's own explanation (``AssertionError: gradient_step must return ...``), 1 for
+    another error with a message (a ``TypeError`` deep in the library), 2 for a bare assert."""
+    if not _explains_itself(message):
+        return 2
+    first = message.splitlines()[0]
+    return 0 if first.startswith(("AssertionError: ", "Failed: ")) else 1
+
+
+def failure_order(exercise: Exercise, nodeid: str, message: str) -> tuple[bool, int]:
+    """Sort key that puts an exercise's most telling failure first (``check`` and Gradescope).
+
+    First the tests of the exercise's own module (``tests/test_inner_loop.py`` for
+    ``mamlkit/inner_loop.py``), then, within each, the failures whose message is the test's own
+    explanation, then other errors, then bare asserts; each group in the order pytest ran them
+    (the sort is stable).
+    """
+    own_file = f"test_{Path(exercise.module).stem}.py" if exercise.module else None
+    return nodeid.split("::")[0].rsplit("/", 1)[-1] != own_file, _telling(message)
+
+
+#: The classic mistakes: (exercise id, what to look for in a failure, what went wrong). A
+#: failure matches when one of the strings occurs in its message, or, for ``("detail", s)``,
+#: in its traceback; the first mistake that any failure matches names the verdict.
+CLASSIC_MISTAKES: tuple[tuple[str, tuple, str], ...] = (
+    (
+        "2.1",
+        ("'float' and 'NoneType'", "'NoneType' and 'float'", "not put it in .grad",
+         "backward through the graph a second time", ".grad attribute of a Tensor that is not a leaf"),
+        "`.backward()` in the inner loop: it fills `.grad` of the leaves only (a step later the "
+        "parameters are not leaves, so their `.grad` is None) and adds into it. Take the inner "
+        "gradient as a value with torch.autograd.grad(loss, tuple(params.values()), create_graph=True).",
+    ),
+    (
+        "2.1",
+        ("create_graph",),
+        "the inner gradient is taken without create_graph=True, so it is a constant to the outer "
+        "loop and the meta-gradient loses its second-order term: pass create_graph=True to "
+        "torch.autograd.grad in gradient_step (unless first_order).",
+    ),
+    (
+        "4.1",
+        (("detail", "batch.x_query"),),
+        "the query images are not the drawings that follow the support ones: a query set must "
+        "hold each class's other drawings (drawings[:, :, K:]), never its support images again.",
+    ),
+)
+
+
+def diagnose(exercise: Exercise, failures: list[tuple[str, str, str]]) -> str | None:
+    """The classic mistake that ``failures`` (``(nodeid, message, detail)`` each) show, if any."""
+    for exercise_id, signs, what in CLASSIC_MISTAKES:
+        if exercise_id != exercise.id:
+            continue
+        for _, message, detail in failures:
+            for sign in signs:
+                where, text = ("detail", sign[1]) if isinstance(sign, tuple) else ("message", sign)
+                if text in (detail if where == "detail" else message):
+                    return what
+    return None
+
+
+#: The environment variable that names the instructor edition: with it, ``check_exercise``
+#: grades an exercise on its own, as ``grade`` does (set in an nbgrader course's config).
+REFERENCE_ENV = "MAMLKIT_REFERENCE"
+
+
+def _notebook_repository(cwd: Path | None = None) -> Path | None:
+    """The folder, this one or one above it, that holds a ``mamlkit`` package."""
+    cwd = (cwd or Path.cwd()).resolve()
+    return next((p for p in (cwd, *cwd.parents) if (p / "mamlkit" / "__init__.py").is_file()), None)
+
+
+def _imported_elsewhere(exercise: Exercise, imported: Path, own: Path | None) -> str:
+    where = (f"the repository of this notebook, {own}" if own is not None
+             else f"no folder at or above {Path.cwd()} (where this runs) holds a mamlkit/ package")
+    return (
+        f"✗ {exercise.label} ({exercise.title}): not checked. This kernel imported mamlkit from "
+        f"{imported}, but {where}: the tests would check that copy, not yours. Restart the kernel "
+        "from the notebook's folder (its first cell puts your repository first on sys.path), or "
+        f"call check_exercise('{exercise.id}', root='path/to/your/repository')."
+    )
+
+
 def check_exercise(
     exercise_id: str,
     *,
     root: str | os.PathLike | None = None,
     exercises: tuple[Exercise, ...] = EXERCISES,
     timeout: float | None = 600,
+    reference: str | os.PathLike | None = None,
 ) -> bool:
     """Run the tests of one exercise and print what a learner can act on.
 
     The first line is the verdict: ``✓`` or ``✗``, how many of the exercise's tests pass, and
     how many *wait* for other exercises (they stop at the stub of an exercise not done yet, so
-    they say nothing about this one until it is). Then each real failure, with its whole
-    message. A test skipped for want of the Omniglot data is neither a pass nor a failure; a
-    warning says how to run it.
+    they say nothing about this one until it is); when the failures show one of the classic
+    mistakes (:data:`CLASSIC_MISTAKES`), the verdict names it. Then each real failure, the most
+    telling first (:func:`failure_order`), with its message. A test skipped for want of the
+    Omniglot data is neither a pass nor a failure; a warning says how to run it.
 
     The tests run in a subprocess (``pytest -m ex2_1`` on the test files that carry the
-    marker), so they see the files as saved now, whatever this kernel has imported.
+    marker), so they see the files as saved now, whatever this kernel has imported. Called
+    without ``root`` (in a notebook), it checks the repository of the ``mamlkit`` this kernel
+    imported, and refuses (``False``) when that is not the repository at or above the current
+    folder: a kernel that imported an installed copy would otherwise test that copy.
+
+    With ``reference`` (or the environment variable ``MAMLKIT_REFERENCE``), the instructor
+    edition, the exercise is graded on its own, as ``grade`` grades it: every other exercise runs
+    the reference solution, the reference's tests run (hidden ones included), and the result
+    is ``True`` only when the exercise earns its points. An nbgrader course sets it.
 
     Args:
         exercise_id: ``"2.1"`` (or ``"Exercise 2.1"``, or ``"ex2_1"``).
         root: the repository; by default the one this ``mamlkit`` was imported from.
         exercises: the registry.
         timeout: seconds before giving up on the tests.
+        reference: the instructor edition, to grade the exercise on its own.
 
     Returns:
         ``True`` when no test of the exercise fails and at least one passes (tests that wait
@@ -198,9 +293,18 @@ def check_exercise(
         FileNotFoundError: ``root`` has no ``tests/`` folder.
     """
     exercise = get_exercise(exercise_id, exercises)
-    root = Path(root) if root is not None else _default_root()
+    if root is None:
+        imported, own = _default_root(), _notebook_repository()
+        if own is None or own != imported.resolve():
+            print(_imported_elsewhere(exercise, imported, own))
+            return False
+        root = imported
+    root = Path(root)
     if not (root / "tests").is_dir():
         raise FileNotFoundError(_location_hint(root))
+    reference = reference if reference is not None else (os.environ.get(REFERENCE_ENV) or None)
+    if reference is not None:
+        return _check_on_its_own(exercise, root, Path(reference), exercises, timeout)
     record, _, _ = run_exercise_tests(root, (exercise,), timeout=timeout)
     tests = [
         (t, classify(t["outcome"], t["message"], (exercise.id,)))
@@ -211,13 +315,7 @@ def check_exercise(
     skipped = [t for t, kind in tests if kind == "skipped"]
     waiting = [t for t, kind in tests if kind == "waiting"]
     failing = [(t, kind) for t, kind in tests if kind not in ("passed", "skipped", "waiting")]
-    # The most telling failure first: the tests of the exercise's own module, then those whose
-    # message says what was expected, then the rest, each group in the order pytest ran them.
-    own_file = f"test_{Path(exercise.module).stem}.py" if exercise.module else None
-    failing.sort(key=lambda pair: (
-        pair[0]["nodeid"].split("::")[0].rsplit("/", 1)[-1] != own_file,
-        not _explains_itself(pair[0]["message"]),
-    ))
+    failing.sort(key=lambda pair: failure_order(exercise, pair[0]["nodeid"], pair[0]["message"]))
     own = len(tests) - len(skipped) - len(waiting)
     summary = f"{exercise.label} ({exercise.title}): your tests: {len(passed)} of {own} pass"
     if waiting:
@@ -239,22 +337,13 @@ def check_exercise(
             if warning:
                 print(f"  {warning}")
         return False
-    print(("✓ " if ok else "✗ ") + summary + ".")
+    mistake = diagnose(exercise, [(t["nodeid"], t["message"], t.get("detail", "")) for t, _ in failing])
+    print(("✓ " if ok else "✗ ") + summary + "." + (f" Likely mistake: {mistake}" if mistake else ""))
     if not tests:
         print(f"  No tests found for {exercise.label} (marker {exercise.marker}).")
     for error in record["collection_errors"]:
         print(f"✗ could not load {error['nodeid']}:\n{_indent(error['message'])}")
-    for number, (test, kind) in enumerate(failing, start=1):
-        name = test["nodeid"].split("::", 1)[-1]
-        print(f"\n✗ {number}. {name} ({kind})")
-        if test["message"]:
-            lines = test["message"].splitlines()
-            shown = "\n".join(lines[:_MAX_LINES])
-            more = f"\n… ({len(lines) - _MAX_LINES} more lines)" if len(lines) > _MAX_LINES else ""
-            print(_indent(shown + more))
-        if not _explains_itself(test["message"]) and test.get("detail"):
-            print("    where it failed:")
-            print(_indent(test["detail"]))
+    _print_failures([(test["nodeid"], kind, test["message"], test.get("detail", "")) for test, kind in failing])
     if skipped:
         reasons = sorted({t["message"] for t in skipped if t["message"]})
         print(f"  {len(skipped)} test(s) skipped, neither passed nor failed" + (f": {'; '.join(reasons)}" if reasons else "."))
@@ -264,4 +353,49 @@ def check_exercise(
     if ok and waiting:
         print(f"  The waiting tests run {exercise.label} together with the exercises they wait for; "
               "check again when those are done.")
+    return ok
+
+
+def _print_failures(failing: list[tuple[str, str, str, str]]) -> None:
+    """Each failure ``(nodeid, outcome, message, detail)``, numbered, its message capped."""
+    for number, (nodeid, kind, message, detail) in enumerate(failing, start=1):
+        print(f"\n✗ {number}. {nodeid.split('::', 1)[-1]} ({kind})")
+        if message:
+            lines = message.splitlines()
+            shown = "\n".join(lines[:_MAX_LINES])
+            more = f"\n… ({len(lines) - _MAX_LINES} more lines)" if len(lines) > _MAX_LINES else ""
+            print(_indent(shown + more))
+        if not _explains_itself(message) and detail:
+            print("    where it failed:")
+            print(_indent(detail))
+
+
+def _check_on_its_own(exercise: Exercise, root: Path, reference: Path, exercises: tuple[Exercise, ...],
+                      timeout: float | None) -> bool:
+    """``check_exercise`` with a reference: the exercise graded on its own, as ``grade`` does."""
+    from .grade import grade
+
+    report = grade(root, exercises, reference=reference, only=(exercise.id,), timeout=timeout)
+    result = next(r for r in report.results if r.exercise.id == exercise.id)
+    counted = [t for t in result.tests if t.outcome != "skipped"]
+    failing = [t for t in counted if not t.passed]
+    failing.sort(key=lambda t: failure_order(exercise, t.nodeid, t.message))
+    mistake = diagnose(exercise, [(t.nodeid, t.message, t.detail) for t in failing])
+    ok = result.graded and bool(counted) and result.points_earned == exercise.points
+    verdict = (f"{'✓' if ok else '✗'} {exercise.label} ({exercise.title}): {result.points_earned:g} of "
+               f"{exercise.points} points; {result.num_passed} of {len(counted)} tests pass, graded on its own "
+               "(every other exercise ran the course's solution)")
+    if not result.tests:
+        verdict += f"; no tests carry the marker {exercise.marker}"
+    elif not result.graded:
+        verdict += f"; not graded: all {len(result.tests)} of its tests were skipped"
+    print(verdict + "." + (f" Likely mistake: {mistake}" if mistake else ""))
+    for note in result.notes:
+        print(f"  Note: {note}")
+    for error in report.collection_errors:
+        print(f"✗ could not load {error['nodeid']}:\n{_indent(error['message'])}")
+    hidden = [t for t in failing if t.hidden]
+    _print_failures([(t.nodeid, t.outcome, t.message, t.detail) for t in failing if not t.hidden])
+    if hidden:
+        print(f"  {len(hidden)} hidden test(s) did not pass either.")
     return ok
