@@ -7,13 +7,16 @@ MAML's meta-gradient multiplies by the Hessian of the support loss. For one inne
 .. math::  \nabla_\theta L_Q(\phi) = (I - \alpha H_S)\, g_Q, \qquad H_S = \nabla^2 L_S(\theta),\;
            g_Q = \nabla L_Q(\phi),
 
-and for ``inner_steps`` steps a product :math:`\prod_s (I - \alpha H_S(\phi_s))\, g_Q`. Autograd
+and for ``inner_steps`` = n steps the ordered product
+:math:`(I - \alpha H_S(\phi_0))\,(I - \alpha H_S(\phi_1)) \cdots (I - \alpha H_S(\phi_{n-1}))\, \nabla L_Q(\phi_n)`
+(Hessians at different :math:`\phi_s` do not commute, so the order matters). Autograd
 never forms :math:`H_S` (``P × P`` numbers for ``P`` parameters): differentiating
 :math:`\langle g_S, v \rangle` once more gives the Hessian-vector product :math:`H_S v` at the
 cost of about two gradients. That is :func:`hvp`, and it is all MAML's backward pass does.
 
-The same product measures steepness: the largest eigenvalue :math:`\lambda_{\max}` of
-:math:`H_S` is the curvature of the steepest direction, and gradient descent on a quadratic
+The same product measures steepness: the eigenvalue of largest magnitude :math:`\lambda_{\max}`
+of :math:`H_S` (a network's Hessian is indefinite, so "largest" means largest in absolute value)
+is the curvature of the steepest direction, and gradient descent on a quadratic
 converges only for :math:`\alpha < 2/\lambda_{\max}`. :func:`top_eigenvalue` finds it by power
 iteration on Hessian-vector products.
 
@@ -150,8 +153,9 @@ def second_order_share(model, params: Params, x_support: torch.Tensor, y_support
                        inner_steps: int) -> float:
     r"""How far the full meta-gradient is from the first-order one: :math:`\|g - g_{FO}\| / \|g_{FO}\|`.
 
-    :math:`g` differentiates through ``inner_steps`` steps (the product
-    :math:`\prod_s (I - \alpha H_S(\phi_s))` applied to :math:`\nabla L_Q(\phi_n)`), :math:`g_{FO}`
+    :math:`g` differentiates through ``inner_steps`` = n steps (the ordered product
+    :math:`(I - \alpha H_S(\phi_0)) \cdots (I - \alpha H_S(\phi_{n-1}))` applied to
+    :math:`\nabla L_Q(\phi_n)`), :math:`g_{FO}`
     treats every inner gradient as a constant (:math:`\nabla L_Q(\phi_n)` itself). For one step the
     difference is exactly :math:`\alpha H_S g_Q`, the ``ratio`` of :func:`meta_gradient_parts`.
 

@@ -127,8 +127,9 @@ def train_sine_maml(
     seed: int = 0,
     progress: bool = True,
     learn_inner_lrs: bool = False,
+    method: str = "fast",
 ) -> SineRun:
-    """Meta-train the sine network with MAML (:func:`mamlkit.outer_loop.outer_step`, fast path).
+    """Meta-train the sine network with MAML (:func:`mamlkit.outer_loop.outer_step`).
 
     Args:
         iterations: outer steps (the paper: 70,000).
@@ -142,14 +143,20 @@ def train_sine_maml(
         progress: show a progress bar.
         learn_inner_lrs: learn one α per parameter tensor alongside θ (see
             :func:`mamlkit.inner_loop.init_inner_lrs`).
+        method: ``"loop"`` trains with :func:`mamlkit.outer_loop.meta_loss`, the per-task loop
+            of Exercise 3.1 (notebook 03 trains this way, so the learner's own code is what
+            trains); ``"fast"`` with its task-batched twin :func:`mamlkit.fast.meta_loss_batched`,
+            the same numbers about 8 times faster on sine waves.
 
     Returns:
         A :class:`SineRun`; ``losses[i]`` is the mean query MSE after adaptation at step ``i``.
     """
     _check_iterations(iterations)
+    if method not in ("fast", "loop"):
+        raise ValueError(f"method must be 'fast' or 'loop', got {method!r}")
     settings = dict(iterations=iterations, meta_batch_size=meta_batch_size, k_shot=k_shot,
                     inner_lr=inner_lr, inner_steps=inner_steps, first_order=first_order,
-                    meta_lr=meta_lr, seed=seed, learn_inner_lrs=learn_inner_lrs)
+                    meta_lr=meta_lr, seed=seed, learn_inner_lrs=learn_inner_lrs, method=method)
     from tqdm.auto import tqdm
 
     model, params, generator = _init(seed)
@@ -162,7 +169,7 @@ def train_sine_maml(
     for _ in bar:
         tasks = sample_sinusoid_tasks(meta_batch_size, k_shot, k_shot, generator).batch
         metrics = outer_step(model, params, tasks, optimizer, mse, lr, inner_steps,
-                             first_order=first_order, method="fast")
+                             first_order=first_order, method=method)
         losses.append(metrics["query_loss"])
         if len(losses) % 500 == 0:
             bar.set_postfix(query_mse=f"{sum(losses[-500:]) / 500:.3f}")

@@ -4,8 +4,8 @@ Every task is one sine wave
 
 .. math::  y = A \sin(x - \psi), \qquad A \sim U[0.1, 5.0], \quad \psi \sim U[0, \pi],
 
-observed at inputs :math:`x \sim U[-5, 5]`. (The paper writes φ for the phase; the course keeps φ for
-the adapted parameters.) A learner sees ``k_support`` points of a new wave
+observed at inputs :math:`x \sim U[-5, 5]`. (The paper varies amplitude and phase without naming a symbol for
+the phase; the course writes ψ, since φ names the adapted parameters.) A learner sees ``k_support`` points of a new wave
 and must predict the rest of it. For evaluation the query set is usually not random points but
 an evenly spaced grid over :math:`[-5, 5]` (:func:`dense_grid`), so that the MSE measures the fit
 of the whole curve.

@@ -146,3 +146,40 @@ def test_a_task_that_overshot_stays_counted_when_it_comes_back_down():
     result = SineEvaluation(grid, support, k_shot=5)
     assert result.overshot[:, 0].tolist() == [False, True, True]
     assert result.num_overshot == [0, 1, 1]
+
+
+@pytest.mark.ex2_1
+@pytest.mark.ex3_1
+def test_loop_training_runs_the_per_task_meta_loss_and_matches_the_fast_twin(monkeypatch):
+    """``method="loop"`` trains with ``outer_loop.meta_loss`` (Exercise 3.1), the same θ as the fast path."""
+    import mamlkit.outer_loop as outer_loop
+
+    calls = []
+    original = outer_loop.meta_loss
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(outer_loop, "meta_loss", counted)
+    loop = train_sine_maml(3, meta_batch_size=4, seed=5, progress=False, method="loop")
+    assert len(calls) == 3, f"each of the 3 outer steps should call meta_loss once, got {len(calls)} calls"
+    assert loop.settings["method"] == "loop"
+    calls.clear()
+    fast = train_sine_maml(3, meta_batch_size=4, seed=5, progress=False, method="fast")
+    assert not calls, "the fast path does not call the per-task meta_loss"
+    for name in loop.params:
+        torch.testing.assert_close(loop.params[name], fast.params[name], atol=1e-5, rtol=1e-4)
+
+
+def test_loop_training_stops_at_an_unfinished_meta_loss(monkeypatch):
+    import mamlkit.outer_loop as outer_loop
+
+    def stub(*args, **kwargs):
+        raise NotImplementedError("Exercise 3.1: the second-order outer step (meta-loss)")
+
+    monkeypatch.setattr(outer_loop, "meta_loss", stub)
+    with pytest.raises(NotImplementedError, match="Exercise 3.1"):
+        train_sine_maml(2, meta_batch_size=2, progress=False, method="loop")
+    with pytest.raises(ValueError, match="method must be 'fast' or 'loop'"):
+        train_sine_maml(2, progress=False, method="batched")
