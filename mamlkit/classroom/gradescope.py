@@ -13,8 +13,10 @@ format (Gradescope unpacks it into ``/autograder/source``):
 
 Each exercise is graded on its own (see :mod:`.reference`) and becomes one entry of
 ``tests`` in ``results.json`` (``name``, ``number``, ``score``, ``max_score``, ``output``,
-``visibility``); its output lists the visible tests that did not pass with their messages, and
-only a count for the hidden ones. The environment variable ``AUTOGRADER_ROOT`` stands in for
+``visibility``); its output names the classic mistake the failures show, if any, then the
+visible tests that did not pass, the most telling first (the order ``check`` uses), capped in
+length, and only a count for the hidden ones. Warnings meant for the instructor (the data not
+found, say) go to the autograder's stdout, which students do not see. The environment variable ``AUTOGRADER_ROOT`` stands in for
 ``/autograder`` (the tests run ``run_autograder`` in a temporary folder).
 """
 
@@ -41,6 +43,9 @@ SETUP_SH = """#!/usr/bin/env bash
 set -euo pipefail
 cd /autograder/source/course
 pip3 install -r requirements.txt --extra-index-url https://download.pytorch.org/whl/cpu
+# The Omniglot images (md5-checked), so the tests on the real images run rather than skip.
+mkdir -p /autograder/source/omniglot
+python3 -c "from mamlkit.data.omniglot import find_omniglot; find_omniglot(cache_dir='/autograder/source/omniglot', progress=False)"
 """
 
 RUN_AUTOGRADER = f"""#!/usr/bin/env bash
@@ -48,6 +53,9 @@ RUN_AUTOGRADER = f"""#!/usr/bin/env bash
 set -euo pipefail
 ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
 cd "$ROOT/source"
+if [ -z "${{MAMLKIT_DATA:-}}" ] && [ -f "$ROOT/source/omniglot/images_background.zip" ]; then
+    export MAMLKIT_DATA="$ROOT/source/omniglot"
+fi
 exec python3 -m {_PACKAGE}.gradescope --root "$ROOT"
 """
 
@@ -95,29 +103,59 @@ def _submission_root(submission: Path, package: str) -> Path:
     return found[0] if len(found) == 1 else submission
 
 
+#: Caps on what one exercise's feedback shows: failures listed, lines and characters of each
+#: message (a gradcheck failure prints whole Jacobians), and characters in all.
+MAX_FAILURES = 5
+MAX_MESSAGE_LINES = 12
+MAX_MESSAGE_CHARS = 1200
+MAX_OUTPUT_CHARS = 6000
+
+
+def _capped(message: str) -> str:
+    from .hints import trim_message
+
+    text = trim_message(message, MAX_MESSAGE_LINES)
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
 def _exercise_output(result) -> str:
-    lines = []
+    """One exercise's feedback: the counts, the classic mistake if the failures show one, then
+    the visible failures, the most telling first (the order ``check`` uses), capped in length."""
+    from .hints import diagnose, failure_order
+
     if not result.tests:
         return "No tests were found for this exercise."
     if not result.graded:
         return f"Not graded: all {len(result.tests)} tests were skipped."
+    exercise = result.exercise
     visible = [t for t in result.tests if not t.hidden and t.outcome != "skipped"]
     hidden = [t for t in result.tests if t.hidden and t.outcome != "skipped"]
-    lines.append(f"Visible tests: {sum(t.passed for t in visible)} of {len(visible)} pass.")
+    lines = [f"Visible tests: {sum(t.passed for t in visible)} of {len(visible)} pass."]
     if hidden:
         lines.append(f"Hidden tests: {sum(t.passed for t in hidden)} of {len(hidden)} pass.")
-    for test in visible:
-        if not test.passed:
-            first = "\n".join(test.message.splitlines()[:12])
-            lines.append(f"\n✗ {test.nodeid.split('::', 1)[-1]} ({test.outcome})\n{first}")
-    return "\n".join(lines)
+    failing = sorted((t for t in visible if not t.passed), key=lambda t: failure_order(exercise, t.nodeid, t.message))
+    mistake = diagnose(exercise, [(t.nodeid, t.message, t.detail) for t in failing + [t for t in hidden if not t.passed]])
+    if mistake:
+        lines.append(f"Likely mistake: {mistake}")
+    lines += result.notes
+    for number, test in enumerate(failing[:MAX_FAILURES], start=1):
+        lines.append(f"\n✗ {number}. {test.nodeid.split('::', 1)[-1]} ({test.outcome})\n{_capped(test.message)}")
+    if len(failing) > MAX_FAILURES:
+        lines.append(f"\n… and {len(failing) - MAX_FAILURES} more failing tests: fix the first ones, then submit again.")
+    text = "\n".join(lines)
+    return text if len(text) <= MAX_OUTPUT_CHARS else text[: MAX_OUTPUT_CHARS - 1] + "…"
 
 
 def results_json(report: GradeReport) -> dict:
-    """``results.json`` in Gradescope's format, one test entry per exercise."""
+    """``results.json`` in Gradescope's format, one test entry per exercise.
+
+    What students see holds no instructor-facing lines: no warnings about the grader's setup
+    (``MAMLKIT_DATA`` not set, say), no names of hidden tests; :func:`main` prints the warnings
+    to the autograder's stdout, which only instructors see.
+    """
     return {
         "score": report.points_earned,
-        "output": report.table() if not report.hidden_tests else _public_table(report),
+        "output": _public_table(report),
         "visibility": "visible",
         "stdout_visibility": "hidden",
         "tests": [
@@ -135,15 +173,19 @@ def results_json(report: GradeReport) -> dict:
 
 
 def _public_table(report: GradeReport) -> str:
-    """The summary without the names of hidden tests."""
+    """The summary: points per exercise and the total."""
     lines = [f"{r.exercise.label}: {r.points_earned:g}/{r.exercise.points}" for r in report.results]
-    lines.append(f"Total: {report.points_earned:g}/{report.points_possible}")
-    lines += [f"Warning: {w}" for w in report.warnings]
+    lines.append(f"Total: {report.points_earned:g}/{sum(r.exercise.points for r in report.results)}")
+    lines.append("Each exercise is graded on its own: the others run the course's solution.")
     return "\n".join(lines)
 
 
-def run(root: str | os.PathLike = "/autograder", policy: str = "all-or-nothing") -> dict:
-    """Grade ``ROOT/submission`` with the course in ``ROOT/source``; write ``ROOT/results/results.json``."""
+def run(root: str | os.PathLike = "/autograder", policy: str = "all-or-nothing", *, with_warnings: bool = False):
+    """Grade ``ROOT/submission`` with the course in ``ROOT/source``; write ``ROOT/results/results.json``.
+
+    Returns the results (and, with ``with_warnings``, the grader's warnings, for the instructors).
+    """
+    warnings: list[str] = []
     root = Path(root)
     source = root / "source"
     registry = json.loads((source / "exercises.json").read_text(encoding="utf-8"))
@@ -153,20 +195,24 @@ def run(root: str | os.PathLike = "/autograder", policy: str = "all-or-nothing")
     try:
         report = grade(submission, exercises, reference=source / "course", policy=policy, timeout=1800)
         results = results_json(report)
+        warnings = list(report.warnings)
     except GradingError as err:
         results = {"score": 0, "output": f"The autograder could not run the tests:\n{err}", "tests": []}
     out = root / "results" / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    return results
+    return (results, warnings) if with_warnings else results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Grade a Gradescope submission (run by run_autograder).")
     parser.add_argument("--root", type=Path, default=Path("/autograder"))
     args = parser.parse_args(argv)
-    results = run(args.root)
+    results, warnings = run(args.root, with_warnings=True)
+    # stdout is for the instructors (stdout_visibility "hidden"): the grader's own warnings go here.
     print(results.get("output", ""))
+    for warning in warnings:
+        print(f"Warning: {warning}")
     return 0
 
 

@@ -356,15 +356,23 @@ def check_exercise(
     return ok
 
 
+def trim_message(message: str, max_lines: int) -> str:
+    """A failure's message, at most ``max_lines`` lines, a gradcheck's Jacobians left out."""
+    lines = message.splitlines()
+    # A gradcheck failure goes on with both Jacobians: the explanation is what comes before them.
+    dump = next((i for i, line in enumerate(lines) if line.startswith("Jacobian mismatch")), None)
+    if dump:
+        lines = lines[:dump] + ["(the two Jacobians follow in pytest's output)"]
+    more = f"\n… ({len(lines) - max_lines} more lines)" if len(lines) > max_lines else ""
+    return "\n".join(lines[:max_lines]) + more
+
+
 def _print_failures(failing: list[tuple[str, str, str, str]]) -> None:
     """Each failure ``(nodeid, outcome, message, detail)``, numbered, its message capped."""
     for number, (nodeid, kind, message, detail) in enumerate(failing, start=1):
         print(f"\n✗ {number}. {nodeid.split('::', 1)[-1]} ({kind})")
         if message:
-            lines = message.splitlines()
-            shown = "\n".join(lines[:_MAX_LINES])
-            more = f"\n… ({len(lines) - _MAX_LINES} more lines)" if len(lines) > _MAX_LINES else ""
-            print(_indent(shown + more))
+            print(_indent(trim_message(message, _MAX_LINES)))
         if not _explains_itself(message) and detail:
             print("    where it failed:")
             print(_indent(detail))
