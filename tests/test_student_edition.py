@@ -266,5 +266,48 @@ def test_check_shows_a_tick_for_a_correct_2_1_alone_and_names_the_create_graph_m
     returncode, stdout, stderr = results["mistaken"]
     assert returncode == 1, stdout + stderr
     assert stdout.startswith("✗ Exercise 2.1 "), stdout
+    assert "Likely mistake: the inner gradient is taken without create_graph=True" in stdout.splitlines()[0], stdout
     first = stdout.split("✗ 1. ", 1)[1].split("\n✗ 2. ", 1)[0]
     assert "create_graph=True" in first, f"the first failure should name create_graph=True:\n{first}"
+
+
+@pytest.mark.skipif(
+    os.environ.get("MAMLKIT_CLASSROOM_QUICK") == "1",
+    reason="runs the tests of Exercises 2.1 and 4.1 (about a minute); MAMLKIT_CLASSROOM_QUICK=1 leaves it out",
+)
+def test_check_names_the_classic_mistake_in_its_first_line(edition, tmp_path):
+    """As a learner who made one of the classic mistakes: ``.backward()`` in the inner loop (whose
+    failures are a bare TypeError deep in the library), or queries that are support images again
+    (caught by a bare ``assert torch.equal``). The verdict, the first line, names the mistake."""
+    from mamlkit.classroom.nbgrader_run import make_mistake
+    from mamlkit.classroom.walk import solve_exercises
+
+    out, _ = edition
+    cases = {
+        "backward_in_the_inner_loop": ("2.1", "Likely mistake: `.backward()` in the inner loop"),
+        "queries_are_support_images": ("4.1", "Likely mistake: the query images are not the drawings that follow "
+                                              "the support ones"),
+    }
+    env = {k: v for k, v in os.environ.items() if k != "MAMLKIT_DATA"}
+    env["OMP_NUM_THREADS"] = "1"
+    checks = {}
+    try:
+        for mistake, (exercise_id, _) in cases.items():
+            student = tmp_path / mistake
+            shutil.copytree(out, student)
+            solve_exercises(student, [exercise_id], REPO)
+            make_mistake(student, mistake)
+            command = [sys.executable, "-m", "mamlkit.classroom", "check", exercise_id, "--root", str(student)]
+            checks[mistake] = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                               stderr=subprocess.PIPE, text=True)
+        results = {name: process.communicate(timeout=900) for name, process in checks.items()}
+    finally:
+        for process in checks.values():
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    for mistake, (exercise_id, named) in cases.items():
+        stdout, stderr = results[mistake]
+        assert checks[mistake].returncode == 1, stdout + stderr
+        first = stdout.splitlines()[0]
+        assert first.startswith(f"✗ Exercise {exercise_id} ") and named in first, f"{mistake}:\n{stdout[:2000]}"
