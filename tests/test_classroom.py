@@ -571,6 +571,20 @@ def test_verify_flags_tests_that_pass_without_the_solution(tmp_path):
     ]
 
 
+def test_verify_is_green_when_tests_skip_for_want_of_the_data(two_course, monkeypatch, capsys):
+    """Without the data a test of 2.1 skips, with the solution and with the stub alike: that
+    proves nothing either way, and it is no problem (it runs where the data is)."""
+    from mamlkit.classroom.__main__ import main
+
+    src, _, _ = two_course
+    monkeypatch.delenv("TOY_DATA", raising=False)
+    assert verify_exercise_tests(src, TWO) == []
+    monkeypatch.setattr("mamlkit.classroom.__main__.verify_exercise_tests",
+                        lambda src, timeout=None: verify_exercise_tests(src, TWO, timeout=timeout))
+    assert main(["verify", "--src", str(src)]) == 0
+    assert "tests pass with the solutions" in capsys.readouterr().out
+
+
 def test_check_student_tests_names_the_marker_each_failing_test_needs(tmp_path):
     exercises = TOY + (
         Exercise(id="3.1", title="the toy outer loop", points=5, notebook="notebooks/01_toy.ipynb",
