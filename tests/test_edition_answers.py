@@ -21,6 +21,9 @@ import pytest
 from mamlkit.classroom.student import BEGIN_MARKER, build_student_edition
 
 REPO = Path(__file__).resolve().parents[1]
+
+#: About how the edition is built: it reads the solutions, which the student edition does not carry.
+pytestmark = pytest.mark.hidden
 MODULE = "mamlkit/autograd_warmups.py"
 NOTEBOOKS = ("notebooks/01_autograd_basics.ipynb", "notebooks/02_inner_loop.ipynb", "notebooks/03_outer_loop.ipynb")
 
