@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from mamlkit.errors import CheckpointError, ConfigError, MamlkitError, RunFolderError
-from mamlkit.train import TrainConfig, changed_settings
+from mamlkit.train import TrainConfig, changed_settings, schedule_after_resume
 
 
 def _positive_or(word: str, unit: str, meaning: str):
@@ -106,6 +106,10 @@ HELP = {
     "meta_lr": "outer (Adam) learning rate β",
     "meta_lr_schedule": "'constant' or 'cosine' (from meta_lr down to meta_lr_min over the run)",
     "meta_lr_min": "the meta learning rate the cosine schedule ends at",
+    "extend_schedule": "resuming a cosine run with other --iterations: 'keep' its schedule (past its end the "
+                       "meta-lr stays at meta_lr_min) or 'stretch' the cosine over the new total from the "
+                       "resumed step",
+    "eval_mode": "validate and test with the model in eval mode (dropout off)",
     "first_order_steps": "make the first this many meta-steps first-order (MAML++'s "
                          "derivative-order annealing)",
     "iterations": "total outer steps (paper: 60000; CS330: 15000)",
@@ -138,6 +142,10 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
         if field.type in ("bool", bool):
             parser.add_argument(flag, action=_Flag, default=default,
                                 help=f"{HELP.get(field.name, '')} (default: %(default)s)")
+            continue
+        if field.name == "extend_schedule":
+            parser.add_argument(flag, choices=["keep", "stretch"], default=default,
+                                help=f"{HELP[field.name]} (default: refuse)")
             continue
         if field.name == "task_chunk_size":
             kind = _chunk
@@ -315,7 +323,10 @@ def check_resume(config: TrainConfig, run_folder: Path) -> None:
     if not path.exists():
         return
     # The same list of settings free to change (train.RESUMABLE_SETTINGS) as Trainer.load_state.
-    changed = changed_settings(checkpoints.load(path)["config"], config)
+    state = checkpoints.load(path)
+    changed = changed_settings(state["config"], config)
+    if not changed:
+        schedule_after_resume(state, config)  # a cosine run made longer: keep or stretch, said here
     if changed:
         raise ConfigError(
             f"cannot resume {run_folder}: its checkpoint was made with different settings: "

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Callable
 
 import torch
 from torch import nn
 
-from mamlkit.fast import adapt_tasks, forward_tasks, per_task
-from mamlkit.functional import Params, adaptable, check_params
+from mamlkit.fast import _BATCH_STATISTICS, adapt_tasks, forward_tasks, per_task
+from mamlkit.functional import Params, adaptable, check_params, forward
 from mamlkit.inner_loop import InnerLR, LossFn, check_inner_loop_args, check_inputs_match, gradient_step
 from mamlkit.losses import accuracy
 from mamlkit.protocols import check_protocol, query_outputs
@@ -48,6 +49,85 @@ def check_metric(metric, targets: torch.Tensor) -> None:
         )
 
 
+@contextlib.contextmanager
+def evaluation_mode(model: nn.Module, eval_mode: bool = True):
+    """Run the body with ``model`` in eval mode (``eval_mode=True``), then restore every module's mode.
+
+    Eval mode switches dropout (and any layer that reads ``self.training``) off. Normalisation
+    on batch statistics keeps its mode: MAML's batch norm normalises each task with its own
+    statistics at test time as in training, and running statistics, which mamlkit never
+    updates (see :func:`mamlkit.functional.buffer_copies`), would still hold their initial
+    values. ``eval_mode=False`` leaves the model as it is.
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    if eval_mode:
+        for module, _ in modes:
+            module.training = isinstance(module, _BATCH_STATISTICS) and module.training
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def usable_outside_inference_mode(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor``, or a normal copy of it when it was made under ``torch.inference_mode()``.
+
+    The inner loop differentiates, and autograd refuses to save inference tensors for backward;
+    a copy made outside inference mode is an ordinary tensor with the same numbers.
+    """
+    return tensor.clone() if isinstance(tensor, torch.Tensor) and tensor.is_inference() else tensor
+
+
+def fewer_ways(params: Params, n_way: int, head: str = "head") -> Params:
+    """θ of an ``N``-way network cut down to its first ``n_way`` classes, to evaluate on ``n_way``-way tasks.
+
+    The head's weight ``(N, C)`` and bias ``(N,)`` keep their first ``n_way`` rows; every other
+    tensor is the same. In MAML the labels of a task are a random assignment of its classes,
+    so the rows of the head are interchangeable and any ``n_way`` of them form an ``n_way``-way
+    initialisation. Evaluate the result with an ``n_way``-way copy of the network, e.g.
+    ``evaluate(Conv4(3), fewer_ways(params, 3), ...)``.
+
+    Raises:
+        ValueError: there is no ``head.weight``/``head.bias``, or ``n_way`` is not between 2 and N.
+    """
+    names = (f"{head}.weight", f"{head}.bias")
+    if any(name not in params for name in names):
+        raise ValueError(f"fewer_ways needs a linear output layer named {head!r} ({names[0]}, {names[1]}); "
+                         f"params has no such tensors")
+    ways = params[names[0]].shape[0]
+    if isinstance(n_way, bool) or not isinstance(n_way, int) or not 2 <= n_way <= ways:
+        raise ValueError(f"n_way must be an integer from 2 to the head's {ways} classes, got {n_way!r}")
+    return {**params, **{name: params[name][:n_way] for name in names}}
+
+
+def check_ways(num_outputs: int, labels: torch.Tensor, where: str = "evaluate") -> None:
+    """Raise a ValueError when a classifier with ``num_outputs`` classes meets tasks with fewer.
+
+    A 5-way θ on 3-way tasks would be scored as a 5-class classifier (chance 20%, not 33%),
+    a number that means neither.
+
+    Args:
+        num_outputs: the classes the model scores (its output width).
+        labels: integer labels of some tasks, ``(T, S)``; the tasks are ``labels.max() + 1``-way.
+    """
+    n_way = int(labels.max()) + 1
+    if n_way < num_outputs:
+        raise ValueError(
+            f"{where}: the model has {num_outputs} outputs but these tasks are {n_way}-way (labels 0..{n_way - 1}), "
+            f"so it would be scored as a {num_outputs}-class classifier; use {num_outputs}-way tasks, or "
+            f"evaluate on {n_way} ways with an {n_way}-way copy of the network and "
+            f"mamlkit.evaluate.fewer_ways(params, {n_way}) (the head's first {n_way} rows)")
+
+
+def output_width(model: nn.Module, params: Params, tasks: TaskBatch, method=None) -> int:
+    """How many classes the model scores: the head's rows for ANIL/ProtoNet, else the output width."""
+    if method is not None and not getattr(method, "has_inner_loop", True) and "head.weight" in params:
+        return params["head.weight"].shape[0]  # ProtoNet: one prototype per row of the head
+    with torch.no_grad():
+        return forward(model, {n: p.detach() for n, p in params.items()}, tasks.x_support[0]).shape[-1]
+
+
 def adaptation_curve(
     model: nn.Module,
     params: Params,
@@ -66,7 +146,9 @@ def adaptation_curve(
 
     Works with any ``nn.Module`` (see :func:`mamlkit.fast.forward_tasks`); frozen tensors of
     ``params`` (``requires_grad=False``) stay as they are, and neither ``params`` nor the
-    module change.
+    module change. The model runs in the mode it is in (:func:`evaluate` switches to eval
+    mode first). Under ``torch.inference_mode()`` it leaves inference mode for its own work
+    (the inner loop needs autograd) and gives the same numbers.
 
     Returns:
         ``(max_steps + 1, T)``: row ``s`` holds each task's metric after ``s`` steps.
@@ -77,6 +159,12 @@ def adaptation_curve(
     check_protocol(protocol)
     tasks = as_task_batch(tasks)
     check_params(model, params)
+    if torch.is_inference_mode_enabled() or any(t.is_inference() for t in [*tasks, *params.values()]):
+        # The inner loop differentiates: leave inference mode, with normal copies of its tensors.
+        with torch.inference_mode(False):
+            tasks = TaskBatch(*(usable_outside_inference_mode(t) for t in tasks))
+            params = {n: usable_outside_inference_mode(p) for n, p in params.items()}
+            return adaptation_curve(model, params, tasks, loss_fn, inner_lr, max_steps, metric, protocol)
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0:
         raise ValueError(f"max_steps must be a non-negative integer, got {max_steps!r}")
     check_inner_loop_args(inner_lr, max_steps, params)
@@ -116,6 +204,7 @@ def evaluate(
     device: str | torch.device = "cpu",
     method=None,
     protocol: str = "transductive",
+    eval_mode: bool = True,
 ) -> dict:
     """Adapt to ``num_tasks`` new tasks and summarise the query metric after each step.
 
@@ -130,11 +219,23 @@ def evaluate(
             plain MAML with ``inner_lr`` (``loss_fn`` and ``inner_lr`` are then its own).
         protocol: ``"transductive"`` or ``"support-stats"``: which statistics batch norm
             uses for the query images (:mod:`mamlkit.protocols`).
+        eval_mode: evaluate with the model in eval mode (default): dropout off; batch norm on
+            batch statistics keeps normalising each task with its own (see
+            :func:`evaluation_mode`). Every module's mode is restored afterwards. False: the
+            model as it is (dropout then draws from torch's global generator).
+
+    Works under ``torch.inference_mode()`` (it leaves inference mode inside: the inner loop
+    needs autograd), with the same numbers.
 
     Returns:
         ``{"mean", "ci95", "per_step_mean", "per_step_ci95", "per_task", "num_tasks"}`` where
         ``mean ± ci95`` is the metric after ``inner_steps`` steps and ``per_step_*`` list it
         after 0..inner_steps steps.
+
+    Raises:
+        ValueError: for classification, a model with more outputs than the tasks have classes
+            (a 5-way θ on 3-way tasks; :func:`fewer_ways` says how to evaluate on fewer), and
+            arguments that do not fit (named in the message).
     """
     for name, value, least in (("num_tasks", num_tasks, 2), ("batch_size", batch_size, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
@@ -146,20 +247,26 @@ def evaluate(
                         "lambda n: sampler.sample(n, generator)")
     curves = []
     remaining = num_tasks
-    while remaining > 0:
-        asked = min(batch_size, remaining)
-        tasks = as_task_batch(sample_tasks(asked), what="sample_tasks(n)")
-        if not 1 <= tasks.num_tasks <= asked:
-            raise ValueError(f"sample_tasks({asked}) returned {tasks.num_tasks} tasks; it must return "
-                             f"between 1 and {asked}")
-        tasks = tasks.to(device)
-        check_metric(metric, tasks.y_query)
-        if method is not None:
-            curves.append(method.adaptation_curve(model, params, tasks, inner_steps, metric, protocol))
-        else:
-            curves.append(adaptation_curve(model, params, tasks, loss_fn, inner_lr, inner_steps, metric,
-                                           protocol))
-        remaining -= tasks.num_tasks
+    # The inner loop needs autograd: out of inference mode, with normal copies of its tensors.
+    with torch.inference_mode(False), evaluation_mode(model, eval_mode):
+        params = {n: usable_outside_inference_mode(p) for n, p in params.items()}
+        while remaining > 0:
+            asked = min(batch_size, remaining)
+            tasks = as_task_batch(sample_tasks(asked), what="sample_tasks(n)")
+            if not 1 <= tasks.num_tasks <= asked:
+                raise ValueError(f"sample_tasks({asked}) returned {tasks.num_tasks} tasks; it must return "
+                                 f"between 1 and {asked}")
+            tasks = TaskBatch(*(usable_outside_inference_mode(t) for t in tasks.to(device)))
+            check_metric(metric, tasks.y_query)
+            if remaining == num_tasks and not tasks.y_support.is_floating_point():
+                check_params(model, params)
+                check_ways(output_width(model, params, tasks, method), tasks.y_support)
+            if method is not None:
+                curves.append(method.adaptation_curve(model, params, tasks, inner_steps, metric, protocol))
+            else:
+                curves.append(adaptation_curve(model, params, tasks, loss_fn, inner_lr, inner_steps, metric,
+                                               protocol))
+            remaining -= tasks.num_tasks
     curve = torch.cat(curves, dim=1)  # (inner_steps + 1, num_tasks)
     per_step = [mean_confidence_interval(row) for row in curve]
     return {

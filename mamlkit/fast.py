@@ -28,8 +28,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from mamlkit.functional import Params, adaptable, buffer_copies, forward
+from mamlkit.functional import Params, adaptable, buffer_copies, check_output, forward, module_restored
 from mamlkit.inner_loop import InnerLR, LossFn, gradient_step
+from mamlkit.losses import check_loss_inputs
 from mamlkit.tasks import TaskBatch
 
 # Normalisation layers that mix the examples of a batch (batch statistics): vmap is not exact.
@@ -66,9 +67,13 @@ def forward_tasks(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Te
     Returns:
         ``(T, S, *output_shape)``: task ``i``'s outputs are ``model`` run with ``params[·][i]``
         on ``x[i]``.
+
+    Raises:
+        TypeError: the module returns something else than one tensor (e.g. a tuple; see
+            :class:`mamlkit.functional.SelectOutput`).
     """
     if hasattr(model, "forward_tasks"):
-        return model.forward_tasks(params, x)
+        return check_output(model, model.forward_tasks(params, x))
     if vmap_is_exact(model):
         buffers = buffer_copies(model)
 
@@ -76,12 +81,16 @@ def forward_tasks(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Te
             return functional_call(model, {**task_params, **buffers}, (task_x,))
 
         try:
-            return vmap(one_task)(params, x)
+            with module_restored(model):  # tied weights: the module gets its own tensors back
+                output = vmap(one_task)(params, x)
         except Exception:
             # Some modules cannot run under vmap (data-dependent control flow, in-place
-            # updates of buffers, ...). The loop computes the same function; if the module is
-            # broken for any input, the loop raises its error without vmap's wrapping.
+            # updates of buffers, a forward that returns a tuple, ...). The loop computes the
+            # same function; if the module is broken for any input, the loop raises its error
+            # without vmap's wrapping.
             _VMAP_FAILED.add(model)
+        else:
+            return check_output(model, output)
     per_task = {name: p.unbind(0) for name, p in params.items()}
     return torch.stack([forward(model, {name: p[i] for name, p in per_task.items()}, x[i])
                         for i in range(x.shape[0])])
@@ -97,9 +106,12 @@ def per_task(fn, outputs: torch.Tensor, targets: torch.Tensor, what: str = "loss
     therefore called task by task, the way :func:`mamlkit.inner_loop.adapt` calls it.
 
     Raises:
-        ValueError: ``fn`` does not return a single number for one task.
+        ValueError: ``fn`` does not return a single number for one task, or float targets
+            ``(T, S, ...)`` do not have the outputs' shape (see :func:`mamlkit.losses.check_loss_inputs`).
     """
     num_tasks = outputs.shape[0]
+    if targets.is_floating_point():
+        check_loss_inputs(outputs[0], targets[0], what)  # the same shapes for every task
     try:
         values = fn(outputs, targets)
         if isinstance(values, torch.Tensor) and values.shape == (num_tasks,):

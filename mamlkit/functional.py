@@ -13,6 +13,7 @@ nothing to tell frozen from trainable, so every tensor adapts.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Dict
 
@@ -115,10 +116,96 @@ def forward(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:
     """Run ``model`` on ``x`` with the parameters in ``params`` instead of its own.
 
     The module's own parameters and buffers are never changed (buffers are copied first,
-    when the module has any).
+    when the module has any; a layer registered under two names, tied weights, gets its own
+    tensors back, see :func:`module_restored`).
+
+    Returns:
+        the module's output, one tensor (``(S, *output_shape)`` for ``x`` ``(S, ...)``).
+
+    Raises:
+        TypeError: the module returns something else than one tensor (see :func:`check_output`).
     """
     buffers = buffer_copies(model)
-    return functional_call(model, {**params, **buffers} if buffers else params, (x,))
+    with module_restored(model):
+        output = functional_call(model, {**params, **buffers} if buffers else params, (x,))
+    return check_output(model, output)
+
+
+@contextlib.contextmanager
+def module_restored(model: nn.Module):
+    """Run the body, then put back every parameter and buffer object the module held before.
+
+    :func:`torch.func.functional_call` swaps tensors into the module and back. For a layer
+    registered under two names (tied or shared weights), torch 2.x swaps it back wrongly: the
+    module is left holding a non-leaf tensor of the inner loop, or, after :func:`torch.func.vmap`,
+    a batched tensor with which the module no longer runs. Whatever happened, the module's own
+    objects are restored here (a walk over its submodules, no tensor is copied).
+    """
+    slots = [(module, kind, name, tensor) for module in model.modules()
+             for kind in ("_parameters", "_buffers") for name, tensor in getattr(module, kind).items()]
+    try:
+        yield
+    finally:
+        for module, kind, name, tensor in slots:
+            held = getattr(module, kind)
+            if held.get(name, None) is not tensor or name in module.__dict__:
+                module.__dict__.pop(name, None)
+                held[name] = tensor
+
+
+def check_output(model: nn.Module, output):
+    """``output`` itself when it is one tensor; otherwise a TypeError that names the fix.
+
+    Raises:
+        TypeError: ``model`` returned a tuple, list, dict or other non-tensor, e.g.
+            ``(logits, features)``: MAML needs the outputs its loss reads; wrap the model in
+            :class:`SelectOutput` to pick them.
+    """
+    if isinstance(output, torch.Tensor):
+        return output
+    what = (f"a {type(output).__name__} of {len(output)}" if isinstance(output, (tuple, list, dict))
+            else f"a {type(output).__name__}")
+    raise TypeError(f"{type(model).__name__}.forward returned {what}, not one tensor of outputs; "
+                    f"meta-learn the output the loss reads by wrapping the model: "
+                    f"mamlkit.functional.SelectOutput(model, 0) (or the key of the output you need)")
+
+
+class SelectOutput(nn.Module):
+    """``model`` with one of its outputs selected: for a ``forward`` that returns several.
+
+    ``SelectOutput(model, 0)`` runs ``model(x)[0]``, e.g. the logits of a network that returns
+    ``(logits, features)``; ``SelectOutput(model, "logits")`` picks a dict's entry. The
+    parameters keep the model's own names (``head.weight``, not ``module.head.weight``): the
+    wrapper registers the model's children as its own, so ANIL and ProtoNet still find
+    ``head``, and the model itself is not changed.
+
+    Args:
+        model: any ``nn.Module`` whose output can be indexed with ``select``.
+        select: the index or key of the output to meta-learn.
+    """
+
+    def __init__(self, model: nn.Module, select=0):
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"SelectOutput needs an nn.Module, got {type(model).__name__}")
+        if model._parameters or model._buffers:
+            raise TypeError(f"SelectOutput needs the parameters of {type(model).__name__} in submodules "
+                            "(it holds parameters of its own); wrap it in an nn.Module that "
+                            "returns the output you need instead")
+        self._modules = model._modules  # the same children, under the same names
+        self.__dict__["_wrapped"] = model  # not registered: its parameters are already ours
+        self.select = select
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return type(self._wrapped).forward(self, x)[self.select]
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "forward_tasks":  # the model's own would return every output
+                raise
+            return getattr(self.__dict__["_wrapped"], name)
 
 
 def autocast_enabled() -> bool:

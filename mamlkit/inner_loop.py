@@ -22,6 +22,7 @@ from torch import nn
 from torch.autograd.graph import get_gradient_edge
 
 from mamlkit.functional import Params, adaptable, check_params, forward
+from mamlkit.losses import check_loss_inputs
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 InnerLR = Union[float, torch.Tensor, Mapping[str, torch.Tensor]]
@@ -244,14 +245,17 @@ def adapt(
 
     Raises:
         TypeError, ValueError: an argument does not fit (the message names it and says what is
-            allowed), e.g. a non-finite ``inner_lr``, a loss that is not one number, inputs of
-            another dtype than θ, or a call under ``torch.no_grad()``.
+            allowed), e.g. a non-finite ``inner_lr``, a loss that is not one number, float
+            targets of another shape than the outputs (``(S,)`` against ``(S, 1)``), a model
+            that returns a tuple, inputs of another dtype than θ, or a call under
+            ``torch.no_grad()``.
     """
     check_params(model, params)
     check_inner_loop_args(inner_lr, inner_steps, params)
     check_task(x_support, y_support, "support")
     check_inputs_match(params, x_support, "x_support")
     params = adaptable(params)  # weights loaded from a file have no requires_grad: adapt them all
+    loss_fn = shape_checked(loss_fn)  # float targets of another shape than the outputs: refused
     ### BEGIN SOLUTION (Exercise 2.1)
     adapted = dict(params)  # φ₀ = θ: the same tensors, so gradients reach θ
     for _ in range(inner_steps):
@@ -259,3 +263,21 @@ def adapt(
         adapted = gradient_step(loss, adapted, inner_lr, first_order)
     return adapted
     ### END SOLUTION
+
+
+def shape_checked(loss_fn: LossFn) -> LossFn:
+    """``loss_fn`` that first checks, for each call, that float targets have the outputs' shape.
+
+    See :func:`mamlkit.losses.check_loss_inputs`: no silent broadcasting of ``(S,)`` targets
+    against ``(S, 1)`` outputs. Applying it twice checks once.
+    """
+    if getattr(loss_fn, "_shape_checked", False):
+        return loss_fn
+
+    def checked(outputs, targets):
+        check_loss_inputs(outputs, targets)
+        return loss_fn(outputs, targets)
+
+    checked._shape_checked = True
+    checked.__name__ = getattr(loss_fn, "__name__", "loss_fn")
+    return checked

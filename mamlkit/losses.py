@@ -33,6 +33,34 @@ def check_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
         )
 
 
+def check_loss_inputs(outputs: torch.Tensor, targets: torch.Tensor, what: str = "loss_fn") -> None:
+    """Raise a ValueError when float targets do not have exactly the outputs' shape.
+
+    PyTorch's regression losses (``nn.MSELoss()``, ``nn.L1Loss()``, ``nn.BCEWithLogitsLoss()``, ...)
+    broadcast mismatched shapes with only a warning: targets ``(S,)`` against outputs ``(S, 1)``
+    become an ``(S, S)`` table of wrong differences, and the loss is a wrong number. Float
+    targets (regression, soft labels) must therefore match the outputs exactly. Integer class
+    labels are left to the loss, which checks them itself (``(S,)`` against ``(S, C)`` logits,
+    ``(S, H, W)`` against ``(S, C, H, W)``).
+
+    Args:
+        outputs: one task's model outputs, ``(S, *output_shape)``.
+        targets: that task's targets.
+        what: the function's name in the message (``loss_fn`` or ``metric``).
+
+    Raises:
+        ValueError: float targets of another shape than the outputs.
+    """
+    if (isinstance(targets, torch.Tensor) and isinstance(outputs, torch.Tensor)
+            and targets.is_floating_point() and targets.shape != outputs.shape):
+        hint = ("y.unsqueeze(-1)" if tuple(targets.shape) + (1,) == tuple(outputs.shape)
+                else "reshaped to the outputs' shape")
+        raise ValueError(
+            f"{what} would compare targets of shape {tuple(targets.shape)} with the model's outputs of shape "
+            f"{tuple(outputs.shape)} (one task): losses such as nn.MSELoss() broadcast them and give a wrong "
+            f"number; give the float targets the outputs' shape, e.g. {hint}")
+
+
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     r"""The per-task classification loss :math:`L(\phi, D) = -\frac{1}{|D|}\sum_j \log p_\phi(y^j \mid x^j)`.
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from mamlkit.functional import Params, autocast_enabled, check_params, forward
-from mamlkit.inner_loop import InnerLR, LossFn, adapt, check_inner_loop_args, check_inputs_match
+from mamlkit.inner_loop import InnerLR, LossFn, adapt, check_inner_loop_args, check_inputs_match, shape_checked
 from mamlkit.losses import accuracy
 from mamlkit.tasks import TaskBatch, as_task_batch
 
@@ -105,6 +105,7 @@ def meta_loss(
         ``(T, Q, out)``, detached, for metrics.
     """
     tasks = check_tasks(tasks)
+    loss_fn = shape_checked(loss_fn)  # float targets of another shape than the outputs: refused
     losses, outputs = [], []
     for i in range(tasks.num_tasks):
         task = tasks.task(i)

@@ -65,6 +65,11 @@ class TrainConfig:
     # steps (SGDR, Loshchilov & Hutter 2017, as MAML++ uses it, Antoniou et al. 2019, §4).
     meta_lr_schedule: str = "constant"
     meta_lr_min: float = 0.0
+    # Resuming a cosine run with another `iterations` changes its schedule, so it must be chosen:
+    # "keep" the schedule of the checkpoint (past its end the meta-lr stays at meta_lr_min), or
+    # "stretch" the cosine over the new total, from the resumed step on (the meta-lr jumps up
+    # when the run gets longer). None: such a resume is refused with the two choices.
+    extend_schedule: Optional[str] = None
     # The first this many meta-steps are first-order, the rest second-order: MAML++'s
     # derivative-order annealing (Antoniou et al. 2019, §4), cheaper steps while θ is far off.
     first_order_steps: int = 0
@@ -84,6 +89,9 @@ class TrainConfig:
     log_every: int = 50
     val_every: int = 500
     val_tasks: int = 200
+    # Validate (and test) with the model in eval mode: dropout off; batch norm on batch
+    # statistics keeps normalising each task with its own (mamlkit.evaluate.evaluation_mode).
+    eval_mode: bool = True
     checkpoint_every: int = 200
     # A meta-step whose loss or meta-gradient is inf/nan is always refused (θ unchanged). By
     # default training then stops with the reason; with skip_nonfinite it skips that batch of
@@ -138,6 +146,11 @@ class TrainConfig:
         if not ALGORITHMS[self.algorithm].has_inner_loop and (self.first_order or self.learn_inner_lrs):
             raise ValueError(f"algorithm {self.algorithm!r} has no inner loop: first_order and "
                              "learn_inner_lrs must be false")
+        if self.extend_schedule not in EXTEND_SCHEDULES:
+            raise ConfigError(f"extend_schedule must be one of {EXTEND_SCHEDULES} (None: refuse to resume a "
+                              f"cosine run with other iterations), got {self.extend_schedule!r}")
+        if not isinstance(self.eval_mode, bool):
+            raise ConfigError(f"eval_mode must be True or False, got {self.eval_mode!r}")
         if self.meta_lr_schedule not in META_LR_SCHEDULES:
             raise ValueError(f"meta_lr_schedule must be one of {META_LR_SCHEDULES}, "
                              f"got {self.meta_lr_schedule!r}")
@@ -155,6 +168,7 @@ def is_positive_int(value) -> bool:
 
 
 META_LR_SCHEDULES = ("constant", "cosine")
+EXTEND_SCHEDULES = (None, "keep", "stretch")
 
 #: Settings a run may change when it resumes: how the steps are computed, how long the run
 #: goes on, and what is logged, validated and saved; not what a meta-step computes. Every
@@ -162,7 +176,7 @@ META_LR_SCHEDULES = ("constant", "cosine")
 #: is part of the run, so a checkpoint made with another value is refused.
 RESUMABLE_SETTINGS = ("iterations", "device", "data_root", "implementation", "task_chunk_size",
                       "skip_nonfinite", "log_every", "val_every", "val_tasks", "eval_inner_steps",
-                      "eval_n_query", "checkpoint_every")
+                      "eval_n_query", "checkpoint_every", "eval_mode", "extend_schedule")
 
 
 def changed_settings(saved_config: dict, config: TrainConfig) -> dict:
@@ -173,17 +187,48 @@ def changed_settings(saved_config: dict, config: TrainConfig) -> dict:
             if name in current and name not in RESUMABLE_SETTINGS and value != current[name]}
 
 
-def meta_lr_at(config: TrainConfig, iteration: int) -> float:
+def meta_lr_at(config: TrainConfig, iteration: int, schedule_iterations: Optional[int] = None) -> float:
     """The meta learning rate of meta-step ``iteration + 1`` (``iteration`` steps done).
 
     A pure function of the step count, so a resumed run uses exactly the rates an
     uninterrupted one would: there is no scheduler state to save. ``"cosine"``:
-    ``meta_lr_min + (meta_lr - meta_lr_min) · (1 + cos(π · iteration / iterations)) / 2``.
+    ``meta_lr_min + (meta_lr - meta_lr_min) · (1 + cos(π · iteration / n)) / 2`` with ``n`` =
+    ``schedule_iterations`` (default: ``config.iterations``); past ``n`` it stays at ``meta_lr_min``.
     """
     if config.meta_lr_schedule == "constant":
         return config.meta_lr
-    progress = min(iteration / config.iterations, 1.0)
+    progress = min(iteration / (schedule_iterations or config.iterations), 1.0)
     return config.meta_lr_min + (config.meta_lr - config.meta_lr_min) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def schedule_after_resume(state: dict, config: TrainConfig) -> int:
+    """The number of steps the cosine meta-lr schedule runs over once ``config`` resumes ``state``.
+
+    The checkpoint's own schedule (``state["schedule_iterations"]``, else its ``iterations``)
+    unless the run's length changes: a cosine run resumed with other ``iterations`` takes
+    ``config.extend_schedule``: ``"keep"`` keeps the checkpoint's schedule, ``"stretch"``
+    recomputes the cosine over the new total from the resumed step.
+
+    Raises:
+        ConfigError: a cosine run resumed with other ``iterations`` and no ``extend_schedule``;
+            the message says what each choice does to the meta-lr.
+    """
+    saved_total = upgrade_config(state["config"])["iterations"]
+    schedule = state.get("schedule_iterations") or saved_total
+    if config.meta_lr_schedule != "cosine" or config.iterations == saved_total:
+        return schedule
+    if config.extend_schedule == "keep":
+        return schedule
+    if config.extend_schedule == "stretch":
+        return config.iterations
+    step = state["iteration"]
+    now, stretched = meta_lr_at(config, step, schedule), meta_lr_at(config, step, config.iterations)
+    raise ConfigError(
+        f"cannot resume: this run's cosine meta-lr schedule goes over {schedule} steps (at step {step} the "
+        f"meta-lr is {now:.3g}) but iterations is now {config.iterations}; choose: --extend-schedule keep "
+        f"(the same schedule, the meta-lr stays at meta_lr_min={config.meta_lr_min:g} after step {schedule}) or "
+        f"--extend-schedule stretch (the cosine recomputed over {config.iterations} steps: the meta-lr "
+        f"becomes {stretched:.3g} at step {step + 1}); in Python extend_schedule='keep' or 'stretch'")
 
 
 def build_model(config: TrainConfig | dict, generator: Optional[torch.Generator] = None) -> Conv4:
@@ -285,8 +330,12 @@ class Trainer:
         # Training tasks come from their own generator, saved in checkpoints for exact resume.
         self.task_generator = torch.Generator().manual_seed(config.seed + 1)
         self.iteration = 0
+        # The steps the cosine meta-lr schedule runs over (the run's length, unless it was
+        # resumed with other iterations and extend_schedule="keep"; see schedule_after_resume).
+        self.schedule_iterations = config.iterations
         self.train_seconds = 0.0
         self.code_commit = git_commit()  # of the code that started the run; kept on resume
+        self.model_checked = False  # check_model runs once, on the first batch
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -302,6 +351,7 @@ class Trainer:
             "inner_lrs": None if self.inner_lrs is None else {n: t.detach().cpu() for n, t in self.inner_lrs.items()},
             "optimizer": self.optimizer.state_dict(),
             "task_generator": self.task_generator.get_state(),
+            "schedule_iterations": self.schedule_iterations,
             "code_commit": self.code_commit,
             "skipped_nonfinite": self.skipped_nonfinite,
         }
@@ -314,6 +364,7 @@ class Trainer:
                 "cannot resume: the checkpoint was made with different settings "
                 + ", ".join(f"{k}={old!r} (now {new!r})" for k, (old, new) in changed.items())
             )
+        schedule = schedule_after_resume(state, self.config)  # raises before anything is loaded
         with torch.no_grad():
             for n, p in self.params.items():
                 p.copy_(state["params"][n])
@@ -322,6 +373,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.task_generator.set_state(state["task_generator"])
         self.iteration = state["iteration"]
+        self.schedule_iterations = schedule
         self.train_seconds = state.get("train_seconds", 0.0)
         self.code_commit = state.get("code_commit", self.code_commit)
         self.skipped_nonfinite = state.get("skipped_nonfinite", 0)
@@ -380,21 +432,89 @@ class Trainer:
         return {}
 
     def step(self, metrics_before: bool = False) -> dict:
+        """One meta-step on the next batch of training tasks.
+
+        Random layers (dropout) draw from torch's generator seeded for this step alone
+        (:func:`step_seed`: the run's seed and the step's number): the same masks whether the
+        run was resumed or not, however often it validates, and the caller's own random
+        state is left as it was.
+
+        Raises:
+            ValueError: on the first step, a model that does not fit the tasks (see
+                :meth:`check_model`); NonFiniteError: a refused step (θ unchanged).
+        """
         c = self.config
+        generator_state = None if self.model_checked else self.task_generator.get_state()
         tasks = self.samplers["train"].sample(c.meta_batch_size, self.task_generator).to(self.device)
+        if not self.model_checked:
+            try:
+                self.check_model(tasks)
+            except Exception:
+                self.task_generator.set_state(generator_state)  # a refused run has taken no step
+                raise
         for group in self.optimizer.param_groups:
-            group["lr"] = meta_lr_at(c, self.iteration)
+            group["lr"] = meta_lr_at(c, self.iteration, self.schedule_iterations)
         first_order = c.first_order or self.iteration < c.first_order_steps
         self.method.first_order = first_order
         # Under torchrun each process adapts its share of the tasks (see mamlkit.distributed).
         update = distributed.outer_step if distributed.world_size() > 1 else method_outer_step
-        metrics = update(self.method, self.model, self.params, tasks, self.optimizer,
-                         c.implementation, c.task_chunk_size, metrics_before)
+        with seeded_random_layers(step_seed(c.seed, self.iteration), self.device):
+            metrics = update(self.method, self.model, self.params, tasks, self.optimizer,
+                             c.implementation, c.task_chunk_size, metrics_before)
         self.iteration += 1
         return metrics
 
+    def check_model(self, tasks, num_tasks: int = 2) -> None:
+        """Before the first step, on ``num_tasks`` tasks of its batch: does the model fit the tasks?
+
+        - A model with its own ``forward_tasks`` (``Conv4``) trains through it on the fast path;
+          it must compute what ``forward`` computes, task by task. A learner who edits
+          ``ConvBlock``/``Conv4.forward`` (mamlkit/models.py) and not ``forward_tasks`` would
+          otherwise train another network than ``forward`` shows.
+        - For class labels, the model must have as many outputs as the tasks have classes.
+
+        Costs one forward of ``num_tasks`` support sets each way, without gradients, once.
+
+        Raises:
+            ValueError: one line saying what differs and how to fix it.
+        """
+        from mamlkit.evaluate import check_ways, evaluation_mode
+        from mamlkit.functional import check_params, forward
+
+        c = self.config
+        part = type(tasks)(*(t[:num_tasks] for t in tasks))
+        params = {n: p.detach() for n, p in self.params.items()}
+        check_params(self.model, params)
+        name = type(self.model).__name__
+        with torch.no_grad(), evaluation_mode(self.model), seeded_random_layers(0, self.device):
+            outputs = torch.stack([forward(self.model, params, x) for x in part.x_support])
+            if c.implementation == "fast" and hasattr(self.model, "forward_tasks"):
+                batched = self.model.forward_tasks({n: p.expand(part.num_tasks, *p.shape) for n, p in params.items()},
+                                                   part.x_support)
+                scale = float(outputs.abs().max()) + 1e-6
+                agree = (isinstance(batched, torch.Tensor) and batched.shape == outputs.shape
+                         and bool(torch.isfinite(batched).all()) and float((batched - outputs).abs().max()) <= 1e-3 * scale)
+                if not agree:
+                    shown = (f"largest difference {float((batched - outputs).abs().max()):.3g}"
+                             if isinstance(batched, torch.Tensor) and batched.shape == outputs.shape else
+                             f"outputs {tuple(getattr(batched, 'shape', ()))} against {tuple(outputs.shape)}")
+                    raise ValueError(
+                        f"{name}.forward_tasks does not compute what {name}.forward computes ({shown} on "
+                        f"{part.num_tasks} tasks of the first batch), and the fast path trains forward_tasks: "
+                        f"make forward_tasks match your change of forward (mamlkit/models.py), or train "
+                        f"forward itself with implementation='loop' (--implementation loop), slower")
+        if not part.y_support.is_floating_point() and outputs.dim() == 3:
+            width = (params["head.weight"].shape[0] if not self.method.has_inner_loop and "head.weight" in params
+                     else outputs.shape[-1])
+            check_ways(width, part.y_support, where="Trainer")
+        self.model_checked = True
+
     def evaluate(self, split: str = "val", num_tasks: Optional[int] = None, seed: int = 1234) -> dict:
         """The metric on ``num_tasks`` tasks of ``split``, always the same tasks for a given seed.
+
+        The model is in eval mode unless ``config.eval_mode`` is False (dropout off; see
+        :func:`mamlkit.evaluate.evaluation_mode`); dropout left on draws from a generator seeded
+        with ``seed``, so the result is repeatable and training's random numbers are untouched.
 
         Returns :func:`mamlkit.evaluate.evaluate`'s summary with ``"metric"``, the metric's
         name (``"accuracy"``, ``"loss"`` or the ``__name__`` of the ``metric`` given).
@@ -408,11 +528,14 @@ class Trainer:
             used.add("loss" if targets.is_floating_point() else "accuracy")
             return self.loss_fn(outputs, targets) if targets.is_floating_point() else accuracy(outputs, targets)
 
-        result = evaluate(self.model, self.params,
-                          lambda n: self.samplers[split].sample(n, generator),
-                          self.loss_fn, self.inner_lr, c.eval_inner_steps,
-                          num_tasks=num_tasks or c.val_tasks, device=self.device, method=self.method,
-                          metric=self.metric or accuracy_or_loss)
+        # Random layers left on (eval_mode=False) draw from a generator of their own: the same
+        # numbers every time, and training's random state is not touched.
+        with seeded_random_layers(seed, self.device):
+            result = evaluate(self.model, self.params,
+                              lambda n: self.samplers[split].sample(n, generator),
+                              self.loss_fn, self.inner_lr, c.eval_inner_steps,
+                              num_tasks=num_tasks or c.val_tasks, device=self.device, method=self.method,
+                              metric=self.metric or accuracy_or_loss, eval_mode=c.eval_mode)
         if self.metric is None:
             result["metric"] = "accuracy" if used == {"accuracy"} else "loss"
         else:
@@ -512,6 +635,32 @@ class Trainer:
         }
         weights.update(extra or {})
         return checkpoints.atomic_save(weights, path)
+
+
+def step_seed(seed: int, iteration: int) -> int:
+    """The seed of torch's generator during meta-step ``iteration + 1`` of a run with ``seed``.
+
+    A pure function of the two, like :func:`meta_lr_at`: a checkpoint's seed and step count
+    are all the random state a resumed run needs for bit-exact dropout masks.
+    """
+    return (0x5EED_0000 + 1_000_003 * seed + iteration) % 2 ** 63
+
+
+@contextlib.contextmanager
+def seeded_random_layers(seed: int, device: torch.device):
+    """Run the body with torch's generator (the CPU's, and ``device``'s) seeded with ``seed``.
+
+    Dropout and other random layers draw from torch's global generator; here it starts from
+    ``seed``, and the caller's state of it is restored afterwards (:func:`torch.random.fork_rng`).
+    """
+    device = torch.device(device)
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.random.default_generator.manual_seed(seed)
+        if devices:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        yield
 
 
 class _StopRequest:

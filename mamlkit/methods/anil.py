@@ -21,9 +21,17 @@ from mamlkit.functional import Params
 from mamlkit.inner_loop import InnerLR, LossFn, gradient_step, init_inner_lrs
 from mamlkit.losses import accuracy
 from mamlkit.methods.base import MetaLearner, Metric, check_implementation
-from mamlkit.methods.embedding import embed, embed_tasks, expand_tasks, head_logits, identity_head, split_head
+from mamlkit.methods.embedding import (
+    embed,
+    embed_tasks,
+    expand_tasks,
+    head_logits,
+    identity_head,
+    split_head,
+    task_query_outputs,
+)
 from mamlkit.outer_loop import check_tasks
-from mamlkit.protocols import check_protocol, query_outputs
+from mamlkit.protocols import check_protocol
 from mamlkit.tasks import TaskBatch
 
 
@@ -102,7 +110,7 @@ class ANIL(MetaLearner):
         with torch.no_grad():
             theta = expand_tasks({n: p.detach() for n, p in params.items()}, tasks.num_tasks)
             support = embed_tasks(model, theta, tasks.x_support)
-            query = query_outputs(model, identity_head(theta), tasks.x_support, tasks.x_query, protocol)
+            query = task_query_outputs(model, identity_head(theta), tasks.x_support, tasks.x_query, protocol)
         _, head = split_head(theta)
         head = {n: h.clone().requires_grad_(True) for n, h in head.items()}
         rows = []

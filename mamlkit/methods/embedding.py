@@ -13,7 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mamlkit.fast import forward_tasks
 from mamlkit.functional import Params, forward
+from mamlkit.protocols import query_outputs
 
 HEAD = ("head.weight", "head.bias")
 
@@ -55,8 +57,25 @@ def embed(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:
 
 
 def embed_tasks(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:
-    """f(x) for ``T`` tasks: params with a task axis, ``x`` ``(T, S, ...)`` → ``(T, S, C)``."""
-    return model.forward_tasks(identity_head(params), x)
+    """f(x) for ``T`` tasks: params with a task axis, ``x`` ``(T, S, ...)`` → ``(T, S, C)``.
+
+    Any module with a ``head``: its own ``forward_tasks`` when it has one, else
+    :func:`mamlkit.fast.forward_tasks` (vmap where exact, else task by task).
+    """
+    return forward_tasks(model, identity_head(params), x)
+
+
+def task_query_outputs(model: nn.Module, params: Params, x_support: torch.Tensor, x_query: torch.Tensor,
+                       protocol: str = "transductive") -> torch.Tensor:
+    """The query outputs ``(T, Q, out)`` of ``T`` tasks under an evaluation protocol, any module.
+
+    ``"transductive"`` runs :func:`mamlkit.fast.forward_tasks` (a plain module without
+    ``forward_tasks`` included); ``"support-stats"`` needs Conv4's layout
+    (:func:`mamlkit.protocols.query_outputs`).
+    """
+    if protocol == "transductive":
+        return forward_tasks(model, params, x_query)
+    return query_outputs(model, params, x_support, x_query, protocol)
 
 
 def expand_tasks(params: Params, num_tasks: int) -> Params:

@@ -19,9 +19,16 @@ from torch import nn
 from mamlkit.functional import Params
 from mamlkit.losses import accuracy
 from mamlkit.methods.base import MetaLearner, Metric, check_implementation
-from mamlkit.methods.embedding import embed, embed_tasks, expand_tasks, identity_head, split_head
+from mamlkit.methods.embedding import (
+    embed,
+    embed_tasks,
+    expand_tasks,
+    identity_head,
+    split_head,
+    task_query_outputs,
+)
 from mamlkit.outer_loop import check_tasks
-from mamlkit.protocols import check_protocol, query_outputs
+from mamlkit.protocols import check_protocol
 from mamlkit.tasks import TaskBatch
 
 
@@ -108,6 +115,6 @@ class ProtoNet(MetaLearner):
         n_way = head["head.weight"].shape[0]
         with torch.no_grad():
             theta = identity_head(expand_tasks({n: p.detach() for n, p in params.items()}, tasks.num_tasks))
-            centres = prototypes(model.forward_tasks(theta, tasks.x_support), tasks.y_support, n_way)
-            query = query_outputs(model, theta, tasks.x_support, tasks.x_query, protocol)
+            centres = prototypes(embed_tasks(model, theta, tasks.x_support), tasks.y_support, n_way)
+            query = task_query_outputs(model, theta, tasks.x_support, tasks.x_query, protocol)
             return metric(prototype_logits(query, centres), tasks.y_query).unsqueeze(0)

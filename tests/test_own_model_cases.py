@@ -1,0 +1,411 @@
+"""A learner's own network, round 3 (issue 23): each case is right, or refused in one line.
+
+Every case here once gave a silently wrong number, a silently changed module, or a raw error
+from deep inside torch. The rule these tests hold: the learner's module is never changed,
+nothing is silently wrong, and every method works on every module.
+"""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from helpers import tiny_conv
+from torch import nn
+
+from mamlkit.evaluate import adaptation_curve, evaluate, fewer_ways
+from mamlkit.fast import meta_loss_batched
+from mamlkit.functional import SelectOutput, forward, get_params
+from mamlkit.inner_loop import adapt
+from mamlkit.losses import cross_entropy, mse
+from mamlkit.methods import build_method
+from mamlkit.methods import outer_step as method_outer_step
+from mamlkit.models import Conv4
+from mamlkit.outer_loop import meta_loss, outer_step
+from mamlkit.tasks import TaskBatch
+from mamlkit.toy_classification import sample_blob_tasks
+from mamlkit.train import TrainConfig, Trainer, meta_lr_at
+
+ALL_METHODS = ("maml", "fomaml", "anil", "protonet", "metasgd")
+
+
+def blob_tasks(num_tasks=3, n_way=3, seed=0, dtype=torch.float64) -> TaskBatch:
+    tasks = sample_blob_tasks(num_tasks, n_way=n_way, k_shot=2, n_query=3,
+                              generator=torch.Generator().manual_seed(seed))
+    return TaskBatch(tasks.x_support.to(dtype), tasks.y_support, tasks.x_query.to(dtype), tasks.y_query)
+
+
+class Blobs:
+    """A task sampler for the trainer: 2-d blob tasks."""
+
+    def __init__(self, n_way=3):
+        self.n_way = n_way
+
+    def sample(self, n, generator):
+        return sample_blob_tasks(n, n_way=self.n_way, k_shot=2, n_query=3, generator=generator)
+
+
+class Own(nn.Module):
+    """A plain module with a linear ``head`` and no ``forward_tasks``."""
+
+    def __init__(self, n_way=3, dropout=0.0, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.body = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Dropout(dropout), nn.Linear(16, 8), nn.Tanh())
+        self.head = nn.Linear(8, n_way)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+class Tied(nn.Module):
+    """One linear layer registered under two names, used twice."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(4)
+        self.a = nn.Linear(2, 2)
+        self.b = self.a
+        self.head = nn.Linear(2, 3)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.b(torch.tanh(self.a(x)))))
+
+
+class TupleOut(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(5)
+        self.body = nn.Linear(2, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        features = torch.tanh(self.body(x))
+        return self.head(features), features
+
+
+def snapshot(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_module_intact(model, before, parameters_before):
+    now = dict(model.named_parameters(remove_duplicate=False))
+    assert set(now) == set(parameters_before), "parameters disappeared from the module"
+    for name, p in now.items():
+        assert isinstance(p, nn.Parameter) and p.is_leaf, f"{name} is no longer an nn.Parameter"
+        assert p is parameters_before[name], f"{name} was replaced"
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def trainer_config(tmp_path=None, **changes) -> TrainConfig:
+    config = TrainConfig(n_way=3, k_shot=2, n_query=3, meta_batch_size=4, inner_lr=0.4, inner_steps=1,
+                         eval_inner_steps=1, meta_lr=1e-2, iterations=6, log_every=100, val_every=100,
+                         val_tasks=8, checkpoint_every=100, seed=3, implementation="fast")
+    return dataclasses.replace(config, **changes)
+
+
+@pytest.fixture
+def no_plots(monkeypatch):
+    monkeypatch.setattr(Trainer, "plot", lambda self: None)
+
+
+def method_of(name, params, **kwargs):
+    algorithm, first_order = ("maml", True) if name == "fomaml" else (name, False)
+    return build_method(algorithm, params, 0.4, 1, first_order, learn_inner_lrs=False, **kwargs)
+
+
+# --- 1. a regression loss whose target shape would broadcast --------------------------------------
+
+def regression_tasks():
+    g = torch.Generator().manual_seed(0)
+    x_s, x_q = torch.randn(2, 5, 1, generator=g, dtype=torch.float64), torch.randn(2, 4, 1, generator=g, dtype=torch.float64)
+    return TaskBatch(x_s, torch.sin(x_s).squeeze(-1), x_q, torch.sin(x_q).squeeze(-1))  # targets (T, S)
+
+
+@pytest.mark.parametrize("path", ["adapt", "loop", "fast", "outer_step", "evaluate"])
+def test_a_loss_whose_targets_broadcast_against_the_outputs_is_refused(path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1)).double()
+    params, tasks, loss = get_params(model), regression_tasks(), nn.MSELoss()
+    with pytest.raises(ValueError, match=r"targets of shape \(\d,\).*outputs of shape \(\d, 1\).*unsqueeze"):
+        if path == "adapt":
+            adapt(model, params, tasks.x_support[0], tasks.y_support[0], loss, 0.1, 1)
+        elif path == "loop":
+            meta_loss(model, params, tasks, loss, 0.1, 1)
+        elif path == "fast":
+            meta_loss_batched(model, params, tasks, loss, 0.1, 1)
+        elif path == "outer_step":
+            outer_step(model, params, tasks, torch.optim.Adam(params.values()), loss, 0.1, 1)
+        else:
+            evaluate(model, params, lambda n: tasks, loss, 0.1, 1, num_tasks=2, metric=mse)
+    # The same targets with the outputs' shape work, and both paths agree.
+    fixed = tasks._replace(y_support=tasks.y_support.unsqueeze(-1), y_query=tasks.y_query.unsqueeze(-1))
+    assert torch.allclose(meta_loss(model, params, fixed, loss, 0.1, 1)[0],
+                          meta_loss_batched(model, params, fixed, loss, 0.1, 1)[0], rtol=1e-12)
+
+
+# --- 2. tied weights: the module is never changed, the shared tensor adapts once -------------------
+
+@pytest.mark.parametrize("entry", ["adapt", "loop outer_step", "fast outer_step", "evaluate"])
+def test_a_module_with_tied_weights_is_never_changed_and_adapts_the_shared_tensor_once(entry):
+    model = Tied().double()
+    before, parameters = snapshot(model), dict(model.named_parameters(remove_duplicate=False))
+    params, tasks = get_params(model), blob_tasks()
+    assert sorted(params) == ["a.bias", "a.weight", "head.bias", "head.weight"]
+    if entry == "adapt":
+        task = tasks.task(0)
+        adapted = adapt(model, params, task.x_support, task.y_support, cross_entropy, 0.5, 1)
+        # The reference: the module's own tensors, one gradient for the shared weight.
+        own = dict(model.named_parameters())
+        grads = torch.autograd.grad(cross_entropy(model(task.x_support), task.y_support), list(own.values()))
+        for (name, p), g in zip(own.items(), grads):
+            assert torch.allclose(adapted[name], p - 0.5 * g, rtol=1e-12, atol=1e-14), name
+    elif entry == "evaluate":
+        evaluate(model, params, lambda n: blob_tasks(n), cross_entropy, 0.5, 1, num_tasks=3)
+    else:
+        optimizer = torch.optim.SGD(params.values(), lr=0.1)
+        outer_step(model, params, tasks, optimizer, cross_entropy, 0.5, 1, method=entry.split()[0])
+    assert_module_intact(model, before, parameters)
+    model(tasks.x_query[0])  # and the module still runs
+
+
+# --- 3. dropout: the masks are a function of the seed and the step ----------------------------------
+
+def train_params(tmp_path, name, config, resume_from=None, global_seed=0):
+    torch.manual_seed(global_seed)
+    run = tmp_path / (resume_from or name)
+    trainer = Trainer(config, run, {"train": Blobs(), "val": Blobs()}, model=Own(dropout=0.3))
+    trainer.resume_if_possible()
+    trainer.train(progress=False)
+    return {n: p.detach().clone() for n, p in trainer.params.items()}
+
+
+def test_dropout_training_does_not_depend_on_validation_or_on_resuming(tmp_path, no_plots):
+    straight = train_params(tmp_path, "straight", trainer_config())
+    often = train_params(tmp_path, "often", trainer_config(val_every=2))
+    train_params(tmp_path, "resumed", trainer_config(iterations=3), global_seed=1)
+    resumed = train_params(tmp_path, "resumed", trainer_config(), resume_from="resumed", global_seed=2)
+    for name in straight:
+        assert torch.equal(often[name], straight[name]), "validating more often changed θ"
+        assert torch.equal(resumed[name], straight[name]), "a resumed run differs from a straight one"
+    # The masks are random: another seed gives another θ.
+    other = train_params(tmp_path, "other", trainer_config(seed=4))
+    assert not torch.equal(other["head.weight"], straight["head.weight"])
+
+
+# --- 4. validation and test in eval mode ---------------------------------------------------------
+
+def test_validation_runs_in_eval_mode_by_default_and_is_repeatable(tmp_path):
+    trainer = Trainer(trainer_config(), tmp_path, {"train": Blobs(), "val": Blobs()}, model=Own(dropout=0.5))
+    first, second = trainer.evaluate("val")["mean"], trainer.evaluate("val")["mean"]
+    assert first == second
+    assert trainer.model.training, "the module's mode is restored"
+    no_dropout = Trainer(trainer_config(), tmp_path / "b", {"train": Blobs(), "val": Blobs()}, model=Own(dropout=0.0))
+    assert first == no_dropout.evaluate("val")["mean"]
+    # eval_mode=False keeps dropout on at validation; still the same numbers twice.
+    on = Trainer(trainer_config(eval_mode=False), tmp_path / "c", {"train": Blobs(), "val": Blobs()},
+                 model=Own(dropout=0.5))
+    assert on.evaluate("val")["mean"] == on.evaluate("val")["mean"]
+    assert on.evaluate("val")["per_task"] != trainer.evaluate("val")["per_task"]
+
+
+def test_evaluate_switches_dropout_off_unless_asked_and_restores_the_mode():
+    model, tasks = Own(dropout=0.5).double(), blob_tasks()
+    params = get_params(model)
+    on = evaluate(model, params, lambda n: tasks, cross_entropy, 0.4, 1, num_tasks=3)
+    assert model.training
+    plain = Own(dropout=0.0).double()
+    off = evaluate(plain, get_params(plain), lambda n: tasks, cross_entropy, 0.4, 1, num_tasks=3)
+    assert on["per_task"] == off["per_task"]
+    torch.manual_seed(0)
+    as_is = evaluate(model, params, lambda n: tasks, cross_entropy, 0.4, 1, num_tasks=3, eval_mode=False)
+    assert as_is["per_task"] != off["per_task"]
+
+
+# --- 5. every method on a plain module with a head ----------------------------------------------
+
+@pytest.mark.parametrize("name", ALL_METHODS)
+def test_every_method_runs_on_a_plain_module_with_a_head_fast_equals_loop(name):
+    model, tasks = Own().double(), blob_tasks()
+    before, parameters = snapshot(model), dict(model.named_parameters())
+    params = get_params(model)
+    method = method_of(name, params)
+    fast_loss, fast_out = method.meta_loss(model, params, tasks, "fast")
+    loop_loss, loop_out = method.meta_loss(model, params, tasks, "loop")
+    assert torch.allclose(fast_loss, loop_loss, rtol=1e-10)
+    assert torch.allclose(fast_out, loop_out, rtol=1e-9, atol=1e-12)
+    wrt = list(params.values())
+    def grad(loss):  # ProtoNet never uses the head: count its gradient as zero
+        return torch.autograd.grad(loss, wrt, allow_unused=True, materialize_grads=True)
+
+    for a, b in zip(grad(fast_loss), grad(loop_loss)):
+        assert torch.allclose(a, b, rtol=1e-8, atol=1e-12)
+    curve = method.adaptation_curve(model, params, tasks, 2)
+    assert curve.shape[1] == tasks.num_tasks
+    result = evaluate(model, params, lambda n: blob_tasks(n), cross_entropy, 0.4, 1, num_tasks=3, method=method)
+    assert 0 <= result["mean"] <= 1
+    optimizer = torch.optim.Adam([*params.values(), *method.trainable().values()], lr=1e-3)
+    method_outer_step(method, model, params, tasks, optimizer)
+    assert_module_intact(model, before, parameters)
+
+
+@pytest.mark.parametrize("algorithm", ["anil", "protonet"])
+def test_the_trainer_trains_anil_and_protonet_on_a_plain_module(tmp_path, algorithm):
+    trainer = Trainer(trainer_config(algorithm=algorithm), tmp_path, {"train": Blobs(), "val": Blobs()},
+                      model=Own().float())
+    assert "query_accuracy" in trainer.step()
+    assert 0 <= trainer.evaluate("val")["mean"] <= 1
+
+
+# --- 6. tuple outputs: a one-line refusal and a documented selector -------------------------------
+
+@pytest.mark.parametrize("entry", ["adapt", "fast", "loop", "evaluate", "anil"])
+def test_a_model_returning_a_tuple_is_refused_with_the_selector_named(entry):
+    model, tasks = TupleOut().double(), blob_tasks()
+    params = get_params(model)
+    with pytest.raises(TypeError, match=r"returned a tuple of 2.*SelectOutput\(model, 0\)"):
+        if entry == "adapt":
+            adapt(model, params, tasks.x_support[0], tasks.y_support[0], cross_entropy, 0.4, 1)
+        elif entry == "evaluate":
+            evaluate(model, params, lambda n: tasks, cross_entropy, 0.4, 1, num_tasks=3)
+        elif entry == "anil":
+            method_of("anil", params).meta_loss(model, params, tasks)
+        else:
+            meta_loss_batched(model, params, tasks, cross_entropy, 0.4, 1) if entry == "fast" else \
+                meta_loss(model, params, tasks, cross_entropy, 0.4, 1)
+
+
+def test_select_output_meta_trains_the_first_output_exactly():
+    model, tasks = TupleOut().double(), blob_tasks()
+    selected = SelectOutput(model, 0)
+    params = get_params(selected)
+    assert sorted(params) == ["body.bias", "body.weight", "head.bias", "head.weight"]
+    fast, loop = (meta_loss_batched(selected, params, tasks, cross_entropy, 0.4, 1)[0],
+                  meta_loss(selected, params, tasks, cross_entropy, 0.4, 1)[0])
+    assert torch.allclose(fast, loop, rtol=1e-12)
+    assert torch.equal(forward(selected, params, tasks.x_query[0]), model(tasks.x_query[0])[0])
+    for name in ALL_METHODS:
+        method_of(name, params).meta_loss(selected, params, tasks)
+
+
+# --- 7. extending a cosine run ---------------------------------------------------------------------
+
+def cosine(**changes):
+    return trainer_config(**{"meta_lr_schedule": "cosine", "iterations": 4, "meta_lr": 0.01, "meta_lr_min": 0.0,
+                             **changes})
+
+
+def test_extending_a_cosine_run_is_refused_unless_the_schedule_is_chosen(tmp_path, no_plots):
+    short = Trainer(cosine(), tmp_path, {"train": Blobs(), "val": Blobs()}, model=Own().float())
+    short.train(progress=False)
+    longer = Trainer(cosine(iterations=8), tmp_path, {"train": Blobs(), "val": Blobs()}, model=Own().float())
+    with pytest.raises(ValueError, match=r"cosine.*4 steps.*--extend-schedule keep.*--extend-schedule stretch"):
+        longer.resume_if_possible()
+
+    rates = {}
+    for choice in ("keep", "stretch"):
+        config = cosine(iterations=8, extend_schedule=choice)
+        trainer = Trainer(config, tmp_path, {"train": Blobs(), "val": Blobs()}, model=Own().float())
+        assert trainer.resume_if_possible() and trainer.iteration == 4
+        seen = []
+        while trainer.iteration < 8:
+            trainer.step()
+            seen.append(trainer.optimizer.param_groups[0]["lr"])
+        rates[choice] = seen
+    assert rates["keep"] == [0.0] * 4, "keep: the old schedule's final meta-lr"
+    # stretch: the cosine recomputed over the new total from the resumed step, as before.
+    assert rates["stretch"] == [meta_lr_at(cosine(iterations=8), i) for i in range(4, 8)]
+    assert rates["stretch"][0] > meta_lr_at(cosine(), 3)
+
+
+def test_the_command_line_offers_the_schedule_choice():
+    from mamlkit.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--run-dir", "x", "--extend-schedule", "stretch"])
+    assert args.extend_schedule == "stretch"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--run-dir", "x", "--extend-schedule", "longer"])
+
+
+# --- 8. evaluate under torch.inference_mode() ------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["maml", "anil", "protonet", "plain"])
+def test_evaluate_under_inference_mode_gives_the_same_numbers(name):
+    model = tiny_conv(n_way=3).float()
+    params = get_params(model)
+    method = None if name == "plain" else method_of(name, params)
+
+    def sample(n):
+        from helpers import image_tasks
+        return image_tasks(num_tasks=n, dtype=torch.float32)
+
+    expected = evaluate(model, params, sample, cross_entropy, 0.4, 2, num_tasks=3, method=method)
+    with torch.inference_mode():
+        got = evaluate(model, params, sample, cross_entropy, 0.4, 2, num_tasks=3, method=method)
+    assert got["per_step_mean"] == expected["per_step_mean"]
+    own = Own().double()
+    with torch.inference_mode():
+        tasks = blob_tasks()
+        curve = adaptation_curve(own, get_params(own), tasks, cross_entropy, 0.4, 2)
+    assert torch.equal(curve, adaptation_curve(own, get_params(own), blob_tasks(), cross_entropy, 0.4, 2))
+
+
+# --- 9. a head with more ways than the tasks ------------------------------------------------------
+
+def test_a_five_way_model_on_three_way_tasks_is_refused_with_how_to_use_fewer_ways(tmp_path):
+    from helpers import image_tasks
+
+    model = tiny_conv(n_way=5)
+    params = get_params(model)
+    with pytest.raises(ValueError, match=r"5 outputs.*3-way.*fewer_ways\(params, 3\)"):
+        evaluate(model, params, lambda n: image_tasks(num_tasks=n), cross_entropy, 0.4, 1, num_tasks=2)
+    with pytest.raises(ValueError, match=r"5 outputs.*3-way"):
+        Trainer(trainer_config(), tmp_path, {"train": Blobs(), "val": Blobs()}, model=Own(n_way=5)).step()
+    three = tiny_conv(n_way=3)
+    result = evaluate(three, fewer_ways(params, 3), lambda n: image_tasks(num_tasks=n), cross_entropy, 0.4, 1,
+                      num_tasks=2)
+    assert 0 <= result["mean"] <= 1
+
+
+# --- issue 22: what trains is what forward shows --------------------------------------------------
+
+class EditedConv4(Conv4):
+    """A learner's edit of ``forward`` (no ReLU after the blocks' mean, say) that forward_tasks lacks."""
+
+    def forward(self, x):
+        return self.head(torch.sigmoid(self.blocks(x).mean(dim=(2, 3))))
+
+
+class SyntheticImages:
+    def sample(self, n, generator):
+        labels = torch.arange(3).repeat_interleave(2).expand(n, -1).clone()
+        return TaskBatch(torch.rand(n, 6, 1, 28, 28, generator=generator), labels,
+                         torch.rand(n, 6, 1, 28, 28, generator=generator), labels)
+
+
+def test_the_trainer_refuses_a_model_whose_forward_tasks_disagrees_with_forward(tmp_path):
+    config = trainer_config(channels=4, meta_batch_size=2, val_tasks=2)
+    samplers = {"train": SyntheticImages(), "val": SyntheticImages()}
+    edited = EditedConv4(3, channels=4, generator=torch.Generator().manual_seed(0))
+    trainer = Trainer(config, tmp_path, samplers, model=edited)
+    generator_state = trainer.task_generator.get_state()
+    with pytest.raises(ValueError, match=r"forward_tasks.*does not compute what.*forward"):
+        trainer.step()
+    assert torch.equal(trainer.task_generator.get_state(), generator_state), "the check used training tasks"
+    assert trainer.iteration == 0
+    fine = Trainer(config, tmp_path / "b", samplers, model=Conv4(3, channels=4, generator=torch.Generator().manual_seed(0)))
+    fine.step()
+    assert fine.iteration == 1
+
+
+def test_the_model_check_is_cheap_and_once(tmp_path, monkeypatch):
+    config = trainer_config(channels=4, meta_batch_size=2, val_tasks=2)
+    trainer = Trainer(config, tmp_path, {"train": SyntheticImages(), "val": SyntheticImages()},
+                      model=Conv4(3, channels=4, generator=torch.Generator().manual_seed(0)))
+    calls = []
+    original = Conv4.forward
+    monkeypatch.setattr(Conv4, "forward", lambda self, x: calls.append(x.shape) or original(self, x))
+    for _ in range(3):
+        trainer.step()
+    assert len(calls) == 2 * 1, "one small batch: the forward of 2 tasks, checked once"
+    assert math.isfinite(trainer.evaluate("val")["mean"])
