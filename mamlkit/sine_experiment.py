@@ -57,10 +57,12 @@ __all__ = [
     "PAPER_MSE",
     "SineEvaluation",
     "SineRun",
+    "SeedStudy",
     "evaluate_sine",
     "evaluation_tasks",
     "main",
     "markdown_table",
+    "seed_study",
     "train_sine_maml",
     "train_sine_pretrained",
 ]
@@ -410,6 +412,124 @@ def markdown_table(rows: Sequence[tuple[str, SineEvaluation, Optional[str]]],
                 f"| {_number(r['mean_without_overshot'])} ± {_number(r['ci95_without_overshot'])} |"
             )
     return "\n".join(lines)
+
+
+#: The methods of :func:`seed_study`, in the order it trains them.
+SEED_STUDY_METHODS = ("MAML", "first-order MAML", "pretrained, tuned α")
+
+
+@dataclass
+class SeedStudy:
+    """The 5-shot test MSE of each method, once per training seed: how much a verdict moves with the seed.
+
+    Every seed trains all methods from the same θ on the same tasks (``seed``), and every run is
+    tested on the same waves (:data:`EVAL_SEED`), so the spread over seeds is the spread of
+    *training*, not of the test set.
+
+    Attributes:
+        seeds: the training seeds, one row each.
+        iterations: outer steps (or pretraining steps) of every run.
+        mean: ``{method: (num_seeds, steps + 1)}``, each run's mean test MSE after 0..steps steps
+            (``inf``/``nan`` where a task overflowed).
+        median: ``{method: (num_seeds, steps + 1)}``, each run's median test MSE.
+        tuned_lrs: the baseline's fine-tuning step size per seed (chosen on validation waves).
+        seconds: ``{method: [training seconds per seed]}``.
+    """
+
+    seeds: list[int]
+    iterations: int
+    mean: dict[str, torch.Tensor]
+    median: dict[str, torch.Tensor]
+    tuned_lrs: list[float]
+    seconds: dict[str, list[float]]
+
+    def spread(self, method: str, step: int, statistic: str = "mean") -> dict[str, float]:
+        """Over seeds, of one method's ``statistic`` ("mean" or "median") after ``step`` steps.
+
+        Returns:
+            ``{"mean", "std", "min", "max"}`` over the seeds (``std`` with n − 1).
+        """
+        values = getattr(self, statistic)[method][:, step].double()
+        return {"mean": values.mean().item(), "std": values.std(unbiased=True).item() if len(values) > 1 else 0.0,
+                "min": values.min().item(), "max": values.max().item()}
+
+    def wins(self, better: str, worse: str, step: int, worse_step: Optional[int] = None,
+             statistic: str = "mean") -> int:
+        """On how many seeds ``better`` after ``step`` steps is below ``worse`` after ``worse_step``."""
+        worse_step = step if worse_step is None else worse_step
+        table = getattr(self, statistic)
+        return int((table[better][:, step] < table[worse][:, worse_step]).sum())
+
+    def markdown(self, report_steps: Sequence[int] = (1, 5, 10)) -> str:
+        """A table: per method and step, mean ± std over seeds of the runs' mean test MSE, and the range."""
+        lines = [f"| method | steps | mean test MSE, mean ± std over {len(self.seeds)} seeds | range over seeds "
+                 "| median test MSE, mean over seeds |", "|---|---|---|---|---|"]
+        for method in self.mean:
+            for step in report_steps:
+                s, m = self.spread(method, step), self.spread(method, step, "median")
+                lines.append(f"| {method} | {step} | {_number(s['mean'])} ± {_number(s['std'])} "
+                             f"| {_number(s['min'])}–{_number(s['max'])} | {_number(m['mean'])} |")
+        return "\n".join(lines)
+
+
+def seed_study(
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    iterations: int = 10_000,
+    num_tasks: int = 600,
+    runs: Optional[dict[tuple[str, int], SineRun]] = None,
+    progress: bool = False,
+) -> SeedStudy:
+    """Train MAML, first-order MAML and the pretrained baseline once per seed, and test each run.
+
+    Each run has the paper's settings (:func:`train_sine_maml`, :func:`train_sine_pretrained`,
+    with the fast twin of the meta-loss); the baseline is fine-tuned with the step size that
+    :func:`tune_fine_tune_lr` picks for that seed's θ. Every run is tested on the same
+    ``num_tasks`` waves with :func:`evaluate_sine`.
+
+    Args:
+        seeds: training seeds (initialisation and tasks).
+        iterations: training steps of every run.
+        num_tasks: test waves.
+        runs: runs already trained, ``{(method, seed): run}`` with a method of
+            :data:`SEED_STUDY_METHODS` (the baseline's run is the pretrained one, before tuning):
+            they are used instead of training again, and must have ``iterations`` steps.
+        progress: show progress bars.
+
+    Returns:
+        A :class:`SeedStudy`.
+    """
+    _check_iterations(iterations)
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds must name at least one seed")
+    runs = dict(runs or {})
+    for (method, seed), run in runs.items():
+        if method not in SEED_STUDY_METHODS:
+            raise ValueError(f"runs: unknown method {method!r}; the methods are {SEED_STUDY_METHODS}")
+        if run.settings.get("iterations") != iterations:
+            raise ValueError(f"runs[{method!r}, {seed}] trained {run.settings.get('iterations')} steps, not {iterations}")
+    train = {
+        "MAML": lambda seed: train_sine_maml(iterations, seed=seed, progress=progress),
+        "first-order MAML": lambda seed: train_sine_maml(iterations, seed=seed, first_order=True, progress=progress),
+        "pretrained, tuned α": lambda seed: train_sine_pretrained(iterations, seed=seed, progress=progress),
+    }
+    means = {m: [] for m in SEED_STUDY_METHODS}
+    medians = {m: [] for m in SEED_STUDY_METHODS}
+    seconds = {m: [] for m in SEED_STUDY_METHODS}
+    tuned_lrs = []
+    for seed in seeds:
+        for method in SEED_STUDY_METHODS:
+            run = runs.get((method, seed)) or train[method](seed)
+            lr = run.inner_lr
+            if method.startswith("pretrained"):
+                lr, _ = tune_fine_tune_lr(run.params, num_tasks=min(200, num_tasks))
+                tuned_lrs.append(lr)
+            result = evaluate_sine(run.params, lr, num_tasks=num_tasks)
+            means[method].append(torch.tensor(result.mean, dtype=torch.float64))
+            medians[method].append(torch.tensor(result.median, dtype=torch.float64))
+            seconds[method].append(run.seconds)
+    return SeedStudy(seeds, iterations, {m: torch.stack(v) for m, v in means.items()},
+                     {m: torch.stack(v) for m, v in medians.items()}, tuned_lrs, seconds)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -1,7 +1,7 @@
 """Figures of the sine-wave experiments. Every helper returns a Figure; the notebook shows it.
 
 Used in ``notebooks/02_inner_loop.ipynb`` (one task adapting step by step) and
-``notebooks/03_outer_loop.ipynb`` (training losses, MSE against fine-tuning steps, test fits).
+``notebooks/03_outer_loop.ipynb`` (training losses, MSE against fine-tuning steps, its spread over training seeds, test fits).
 """
 
 from __future__ import annotations
@@ -12,7 +12,14 @@ from typing import Mapping, Optional, Sequence
 import matplotlib.pyplot as plt
 import torch
 
-__all__ = ["plot_mse_curves", "plot_mse_distribution", "plot_sine_adaptation", "plot_sine_fits", "plot_training_losses"]
+__all__ = [
+    "plot_mse_curves",
+    "plot_mse_distribution",
+    "plot_seed_spread",
+    "plot_sine_adaptation",
+    "plot_sine_fits",
+    "plot_training_losses",
+]
 
 
 def _np(t: torch.Tensor):
@@ -187,5 +194,42 @@ def plot_sine_fits(
     axes.flat[0].legend(fontsize=7)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_seed_spread(study, title: str = "Test MSE over training seeds"):
+    """Each method's test MSE against fine-tuning steps, over training seeds: mean, range and every seed.
+
+    Two panels: the runs' mean test MSE (left) and their median test MSE (right). Per method the
+    thick line is the mean over seeds, the band runs from the best seed to the worst, and each
+    thin line is one seed. A seed whose mean overflowed is drawn at the top edge of the panel.
+
+    Args:
+        study: a :class:`mamlkit.sine_experiment.SeedStudy` (``mean`` and ``median``:
+            ``{method: (num_seeds, steps + 1)}``).
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 3.8), sharey=True)
+    tables = (("mean", study.mean), ("median", study.median))
+    finite = [t[torch.isfinite(t)] for _, table in tables for t in table.values()]
+    top = 10 * max(float(t.max()) for t in finite if t.numel()) if any(t.numel() for t in finite) else 10.0
+    for ax, (statistic, table) in zip(axes, tables):
+        for i, (method, values) in enumerate(table.items()):
+            values = torch.nan_to_num(values.double(), nan=top, posinf=top).clamp(max=top)
+            steps = torch.arange(values.shape[1]).numpy()
+            colour = f"C{i}"
+            for row in values:
+                ax.plot(steps, row.numpy(), color=colour, lw=0.6, alpha=0.5)
+            ax.fill_between(steps, values.min(dim=0).values.numpy(), values.max(dim=0).values.numpy(),
+                            color=colour, alpha=0.15)
+            ax.plot(steps, values.mean(dim=0).numpy(), color=colour, lw=2, marker="o", ms=3,
+                    label=f"{method}: mean of {values.shape[0]} seeds, range shaded")
+        ax.set_yscale("log")
+        ax.set_xlabel("fine-tuning steps (SGD on the K support points)")
+        ax.set_title(f"each run's {statistic} test MSE")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("MSE on a 100-point grid")
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(f"{title} ({len(study.seeds)} seeds, {study.iterations} training steps each)")
     fig.tight_layout()
     return fig

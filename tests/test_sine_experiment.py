@@ -8,11 +8,14 @@ import torch
 from mamlkit.evaluate import mean_confidence_interval
 from mamlkit.sine_experiment import (
     PAPER_MSE,
+    SEED_STUDY_METHODS,
+    SeedStudy,
     SineEvaluation,
     evaluate_sine,
     evaluation_tasks,
     main,
     markdown_table,
+    seed_study,
     train_sine_maml,
     train_sine_pretrained,
     tune_fine_tune_lr,
@@ -183,3 +186,33 @@ def test_loop_training_stops_at_an_unfinished_meta_loss(monkeypatch):
         train_sine_maml(2, meta_batch_size=2, progress=False, method="loop")
     with pytest.raises(ValueError, match="method must be 'fast' or 'loop'"):
         train_sine_maml(2, progress=False, method="batched")
+
+
+@pytest.mark.ex2_1
+@pytest.mark.ex3_2
+def test_seed_study_trains_each_method_per_seed_and_reuses_given_runs():
+    given = train_sine_maml(3, seed=1, progress=False)
+    study = seed_study((0, 1), iterations=3, num_tasks=4, runs={("MAML", 1): given})
+    assert study.seeds == [0, 1] and study.iterations == 3 and len(study.tuned_lrs) == 2
+    assert list(study.mean) == list(study.median) == list(SEED_STUDY_METHODS)
+    assert all(t.shape == (2, 11) for t in (*study.mean.values(), *study.median.values()))
+    assert study.mean["MAML"][1].tolist() == evaluate_sine(given.params, 0.01, num_tasks=4).mean, "the given run is used"
+    assert study.seconds["MAML"][1] == given.seconds
+    fresh = train_sine_maml(3, seed=0, first_order=True, progress=False)
+    assert study.mean["first-order MAML"][0].tolist() == evaluate_sine(fresh.params, 0.01, num_tasks=4).mean
+    with pytest.raises(ValueError, match="trained 3 steps, not 4"):
+        seed_study((1,), iterations=4, num_tasks=4, runs={("MAML", 1): given})
+    with pytest.raises(ValueError, match="unknown method"):
+        seed_study((1,), iterations=3, num_tasks=4, runs={("MAMl", 1): given})
+
+
+def test_seed_study_summaries_count_wins_and_spread():
+    mean = {"A": torch.tensor([[3.0, 1.0], [3.0, 2.0], [3.0, 4.0]]), "B": torch.tensor([[3.0, 2.5]] * 3)}
+    study = SeedStudy([0, 1, 2], 10, mean, {k: v / 2 for k, v in mean.items()}, [0.01] * 3, {"A": [1.0] * 3, "B": [1.0] * 3})
+    assert study.spread("A", 1) == {"mean": pytest.approx(7 / 3), "std": pytest.approx(torch.tensor([1.0, 2, 4]).std().item()),
+                                    "min": 1.0, "max": 4.0}
+    assert study.spread("A", 1, "median")["max"] == 2.0
+    assert study.wins("A", "B", 1) == 2 and study.wins("B", "A", 1) == 1
+    assert study.wins("A", "B", 1, worse_step=0) == 2, "A after 1 step against B before fine-tuning"
+    table = study.markdown(report_steps=(1,))
+    assert "| A | 1 | 2.33 ± 1.53 | 1.00–4.00 | 1.17 |" in table and "3 seeds" in table

@@ -9,10 +9,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from mamlkit.sine_experiment import SineEvaluation  # noqa: E402
+from mamlkit.sine_experiment import SeedStudy, SineEvaluation  # noqa: E402
 from mamlkit.sine_plots import (  # noqa: E402
     plot_mse_curves,
     plot_mse_distribution,
+    plot_seed_spread,
     plot_sine_adaptation,
     plot_sine_fits,
     plot_training_losses,
@@ -64,3 +65,18 @@ def test_fits_plot_has_a_panel_per_task():
                          {"fit": tasks.y_query * 0.9}, ncols=3)
     visible = [ax for ax in fig.axes if ax.axison]
     assert len(visible) == 4 and len(visible[0].lines) == 2
+
+
+def test_seed_spread_plot_draws_every_seed_and_survives_an_overflowed_run():
+    g = torch.Generator().manual_seed(0)
+    mean = {"MAML": torch.rand(3, 11, generator=g) + 0.1, "baseline": torch.rand(3, 11, generator=g) + 2.0}
+    mean["MAML"][1, 5:] = math.inf
+    mean["MAML"][2, 8:] = math.nan
+    study = SeedStudy([0, 1, 2], 100, mean, {k: v.clone() for k, v in mean.items()}, [0.01] * 3, {})
+    fig = plot_seed_spread(study)
+    left, right = fig.axes[:2]
+    assert len(left.lines) == len(right.lines) == 2 * (3 + 1), "one thin line per seed and one mean per method"
+    for ax in (left, right):
+        for line in ax.lines:
+            assert all(math.isfinite(v) for v in line.get_ydata())
+    assert "3 seeds" in fig._suptitle.get_text()
