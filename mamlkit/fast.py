@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from mamlkit.functional import Params, adaptable, buffer_copies, check_output, forward, module_restored
+from mamlkit.functional import Params, adaptable, buffer_copies, check_output, forward, module_restored, run_module
 from mamlkit.inner_loop import InnerLR, LossFn, gradient_step
 from mamlkit.losses import check_loss_inputs
 from mamlkit.tasks import TaskBatch
@@ -82,7 +82,7 @@ def forward_tasks(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Te
 
         try:
             with module_restored(model):  # tied weights: the module gets its own tensors back
-                output = vmap(one_task)(params, x)
+                output = run_module(model, lambda: vmap(one_task)(params, x))
         except Exception:
             # Some modules cannot run under vmap (data-dependent control flow, in-place
             # updates of buffers, a forward that returns a tuple, ...). The loop computes the

@@ -14,12 +14,15 @@ nothing to tell frozen from trainable, so every tensor adapts.
 from __future__ import annotations
 
 import contextlib
+import sys
+import weakref
 from collections.abc import Mapping
 from typing import Dict
 
 import torch
 from torch import nn
 from torch.func import functional_call
+from torch.overrides import TorchFunctionMode
 
 Params = Dict[str, torch.Tensor]
 
@@ -127,8 +130,67 @@ def forward(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:
     """
     buffers = buffer_copies(model)
     with module_restored(model):
-        output = functional_call(model, {**params, **buffers} if buffers else params, (x,))
+        output = run_module(model, lambda: functional_call(model, {**params, **buffers} if buffers else params, (x,)))
     return check_output(model, output)
+
+
+# Modules run before: whether they hold compiled code (True) or not (False).
+_INSPECTED: "weakref.WeakKeyDictionary[nn.Module, bool]" = weakref.WeakKeyDictionary()
+
+
+def run_module(model: nn.Module, call):
+    """``call()``, a functional run of ``model``, with what MAML needs of compiled and checkpointed code.
+
+    - Compiled code (``torch.compile(model)``, ``module.compile()``) runs eagerly
+      (``torch.compiler.set_stance("force_eager")``): compiled backward graphs refuse
+      ``create_graph=True``, which the second-order inner loop needs, so the same numbers
+      are computed uncompiled.
+    - ``torch.utils.checkpoint`` in ``forward`` is refused: it recomputes its layers during
+      backward with the parameters the module holds then, its own, not the adapted φ passed
+      in, so inner steps and meta-gradients would be wrong without any error.
+
+    The module is inspected on its first run only (one pass over its submodules, and a
+    :class:`~torch.overrides.TorchFunctionMode` that looks for checkpoint's frames).
+
+    Raises:
+        TypeError: the forward uses ``torch.utils.checkpoint``.
+    """
+    compiled = _INSPECTED.get(model)
+    if compiled is None:
+        # torch.compile(model) wraps it in an OptimizedModule; module.compile() compiles in place.
+        compiled = any(type(m).__name__ == "OptimizedModule" or getattr(m, "_compiled_call_impl", None) is not None
+                       for m in model.modules())
+        spy = _CheckpointSpy()
+        with torch.compiler.set_stance("force_eager") if compiled else contextlib.nullcontext(), spy:
+            output = call()
+        if spy.found:
+            raise TypeError(
+                f"{type(model).__name__}.forward uses torch.utils.checkpoint, which recomputes its layers in "
+                "backward with the module's own parameters instead of the adapted ones mamlkit passes in, so "
+                "inner steps and meta-gradients would be wrong; remove the checkpoint call (to save memory, "
+                "use task_chunk_size, fewer inner_steps, or first_order=True)")
+        _INSPECTED[model] = compiled
+        return output
+    if compiled:
+        with torch.compiler.set_stance("force_eager"):
+            return call()
+    return call()
+
+
+class _CheckpointSpy(TorchFunctionMode):
+    """Notes whether any torch function runs inside ``torch.utils.checkpoint`` (either variant)."""
+
+    def __init__(self):
+        super().__init__()
+        self.found = False
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if not self.found:
+            frame = sys._getframe(1)
+            while frame is not None and not self.found:
+                self.found = frame.f_code.co_filename.replace("\\", "/").endswith("torch/utils/checkpoint.py")
+                frame = frame.f_back
+        return func(*args, **(kwargs or {}))
 
 
 @contextlib.contextmanager

@@ -409,3 +409,67 @@ def test_the_model_check_is_cheap_and_once(tmp_path, monkeypatch):
         trainer.step()
     assert len(calls) == 2 * 1, "one small batch: the forward of 2 tasks, checked once"
     assert math.isfinite(trainer.evaluate("val")["mean"])
+
+
+# --- further modules of the same kind: compiled, checkpointed, a head that is not last ------------
+
+def small_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 3)).double()
+
+
+def meta_numbers(model, tasks):
+    params = get_params(model)
+    out = {}
+    for name, fn in (("loop", meta_loss), ("fast", meta_loss_batched)):
+        loss, _ = fn(model, params, tasks, cross_entropy, 0.4, 1)
+        out[name] = [loss.detach(), *torch.autograd.grad(loss, list(params.values()))]
+    out["evaluate"] = evaluate(model, params, lambda n: blob_tasks(n, seed=1), cross_entropy, 0.4, 2,
+                               num_tasks=3)["per_step_mean"]
+    return out
+
+
+def test_a_compiled_module_gives_the_numbers_of_the_module_itself():
+    tasks = blob_tasks()
+    plain, compiled = meta_numbers(small_net(), tasks), meta_numbers(torch.compile(small_net()), tasks)
+    for key in ("loop", "fast"):
+        for a, b in zip(compiled[key], plain[key]):
+            assert torch.allclose(a, b, rtol=1e-12, atol=1e-15), key
+    assert compiled["evaluate"] == plain["evaluate"]
+
+
+class Checkpointed(nn.Module):
+    def __init__(self, reentrant):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body, self.head, self.reentrant = nn.Sequential(nn.Linear(2, 8), nn.Tanh()), nn.Linear(8, 3), reentrant
+
+    def forward(self, x):
+        from torch.utils.checkpoint import checkpoint
+        return self.head(checkpoint(self.body, x, use_reentrant=self.reentrant))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("reentrant", [False, True])
+@pytest.mark.parametrize("entry", ["loop", "fast", "evaluate"])
+def test_checkpointed_layers_are_refused_since_their_recomputation_ignores_the_adapted_weights(reentrant, entry):
+    model, tasks = Checkpointed(reentrant).double(), blob_tasks()
+    params = get_params(model)
+    with pytest.raises(TypeError, match="uses torch.utils.checkpoint.*remove the checkpoint call"):
+        if entry == "evaluate":
+            evaluate(model, params, lambda n: tasks, cross_entropy, 0.4, 1, num_tasks=3)
+        else:
+            (meta_loss if entry == "loop" else meta_loss_batched)(model, params, tasks, cross_entropy, 0.4, 1)
+
+
+class ScaledLogits(Own):
+    def forward(self, x):
+        return 2.0 * self.head(self.body(x))
+
+
+@pytest.mark.parametrize("implementation", ["fast", "loop"])
+def test_anil_refuses_a_forward_that_does_more_after_its_head(implementation):
+    model, tasks = ScaledLogits().double(), blob_tasks()
+    params = get_params(model)
+    with pytest.raises(ValueError, match="does not end with its linear layer 'head'"):
+        method_of("anil", params).meta_loss(model, params, tasks, implementation)

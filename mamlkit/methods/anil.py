@@ -22,6 +22,7 @@ from mamlkit.inner_loop import InnerLR, LossFn, gradient_step, init_inner_lrs
 from mamlkit.losses import accuracy
 from mamlkit.methods.base import MetaLearner, Metric, check_implementation
 from mamlkit.methods.embedding import (
+    check_head_is_last,
     embed,
     embed_tasks,
     expand_tasks,
@@ -78,6 +79,7 @@ class ANIL(MetaLearner):
         check_implementation(implementation)
         check_tasks(tasks)
         _, head = split_head(params)
+        check_head_is_last(model, params, tasks.x_support[0])
         if implementation == "fast":
             body_t = expand_tasks(params, tasks.num_tasks)
             support = embed_tasks(model, body_t, tasks.x_support)
@@ -104,6 +106,7 @@ class ANIL(MetaLearner):
         :mod:`mamlkit.protocols`).
         """
         check_protocol(protocol)
+        check_head_is_last(model, params, tasks.x_support[0])
         rates = self.inner_lr
         if isinstance(rates, dict):
             rates = {name: r.detach() for name, r in rates.items()}

@@ -10,6 +10,8 @@ embeddings, and there is no second copy of the body to keep in step with it.
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import nn
 
@@ -76,6 +78,35 @@ def task_query_outputs(model: nn.Module, params: Params, x_support: torch.Tensor
     if protocol == "transductive":
         return forward_tasks(model, params, x_query)
     return query_outputs(model, params, x_support, x_query, protocol)
+
+
+# Modules whose forward was checked to end with its head (check_head_is_last).
+_HEAD_IS_LAST: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
+
+
+def check_head_is_last(model: nn.Module, params: Params, x: torch.Tensor) -> None:
+    """Raise a ValueError unless ``forward`` is ``head(f(x))``, as ANIL's head-only loop assumes.
+
+    ANIL computes the logits from the body's features with the head alone
+    (:func:`head_logits`); a ``forward`` that does more after its head (a temperature, a
+    softmax, a second layer) would be another network. Checked once per module, without
+    gradients, on the examples ``x`` ``(S, ...)`` of one task.
+
+    Raises:
+        ValueError: ``head_logits(head, embed(x))`` differs from ``forward(x)``.
+    """
+    if model in _HEAD_IS_LAST:
+        return
+    with torch.no_grad():
+        theta = {n: p.detach() for n, p in params.items()}
+        expected = forward(model, theta, x)
+        got = head_logits(split_head(theta)[1], embed(model, theta, x))
+        difference = float((got - expected).abs().max()) if got.shape == expected.shape else float("inf")
+    if not difference <= 1e-4 * (float(expected.abs().max()) + 1e-6):
+        raise ValueError(f"{type(model).__name__}.forward does not end with its linear layer 'head' (head(features) "
+                         f"differs from forward by {difference:.3g}), but ANIL adapts and applies the head alone; "
+                         "make head the last operation of forward (move what comes after it into the loss)")
+    _HEAD_IS_LAST.add(model)
 
 
 def expand_tasks(params: Params, num_tasks: int) -> Params:
