@@ -97,7 +97,8 @@ HELP = {
     "k_shot": "support examples per class (K)",
     "n_query": "query examples per class (the paper uses K, CS330 uses 15)",
     "meta_batch_size": "tasks per outer step (paper: 32 for 5-way, 16 for 20-way)",
-    "inner_lr": "inner-loop step size α (paper: 0.4 for 5-way, 0.1 for 20-way)",
+    "inner_lr": ("inner-loop step size α on the mean support loss (the MAML reference code's 0.4 for 5-way and 0.1 "
+                 "for 20-way act on N × the mean, so both are α = 2.0 here; the default 0.4 is 0.08 in its units)"),
     "inner_steps": "inner steps during meta-training (paper: 1 for 5-way, 5 for 20-way)",
     "eval_inner_steps": "inner steps at validation/test time (paper text: 3; its code: 10)",
     "eval_n_query": "query examples per class at validation/test time, or 'none': as n_query",
