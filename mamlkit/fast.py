@@ -110,8 +110,7 @@ def per_task(fn, outputs: torch.Tensor, targets: torch.Tensor, what: str = "loss
             ``(T, S, ...)`` do not have the outputs' shape (see :func:`mamlkit.losses.check_loss_inputs`).
     """
     num_tasks = outputs.shape[0]
-    if targets.is_floating_point():
-        check_loss_inputs(outputs[0], targets[0], what)  # the same shapes for every task
+    check_loss_inputs(outputs[0], targets[0], what)  # the same shapes for every task
     try:
         values = fn(outputs, targets)
         if isinstance(values, torch.Tensor) and values.shape == (num_tasks,):

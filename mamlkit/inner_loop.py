@@ -159,8 +159,9 @@ def tensors_to_step(loss: torch.Tensor, params: Params) -> Params:
             edge = get_gradient_edge(p)
             wanted[(edge.node, edge.output_nr)] = name
     if wanted and loss.grad_fn is None:
-        hint = (" adapt is running under torch.no_grad(): the inner loop needs gradients even at "
-                "test time; call it outside no_grad (or use mamlkit.evaluate.adaptation_curve)"
+        hint = (" adapt is running under torch.no_grad() or torch.inference_mode(): the inner loop needs "
+                "gradients even at test time; call it outside them (or use mamlkit.evaluate.evaluate or "
+                "adaptation_curve, which work under both)"
                 if not torch.is_grad_enabled() else
                 " loss_fn must compute the loss from the model's outputs with torch operations (no .detach())")
         raise ValueError("the loss is not connected to params, so the inner loop has no gradient." + hint)
@@ -250,6 +251,10 @@ def adapt(
             that returns a tuple, inputs of another dtype than θ, or a call under
             ``torch.no_grad()``.
     """
+    if torch.is_inference_mode_enabled():
+        raise ValueError("adapt is running under torch.inference_mode(): the inner loop needs gradients even at "
+                         "test time; call it outside inference mode (mamlkit.evaluate.evaluate and "
+                         "adaptation_curve work under it)")
     check_params(model, params)
     check_inner_loop_args(inner_lr, inner_steps, params)
     check_task(x_support, y_support, "support")

@@ -34,14 +34,17 @@ def check_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
 
 
 def check_loss_inputs(outputs: torch.Tensor, targets: torch.Tensor, what: str = "loss_fn") -> None:
-    """Raise a ValueError when float targets do not have exactly the outputs' shape.
+    """Raise a ValueError when targets would be broadcast against the outputs by the loss.
 
     PyTorch's regression losses (``nn.MSELoss()``, ``nn.L1Loss()``, ``nn.BCEWithLogitsLoss()``, ...)
     broadcast mismatched shapes with only a warning: targets ``(S,)`` against outputs ``(S, 1)``
-    become an ``(S, S)`` table of wrong differences, and the loss is a wrong number. Float
-    targets (regression, soft labels) must therefore match the outputs exactly. Integer class
-    labels are left to the loss, which checks them itself (``(S,)`` against ``(S, C)`` logits,
-    ``(S, H, W)`` against ``(S, C, H, W)``).
+    become an ``(S, S)`` table of wrong differences, and the loss is a wrong number. So:
+
+    - float targets (regression, soft labels) must have exactly the outputs' shape;
+    - integer targets are class labels, ``(S,)`` against ``(S, C)`` logits (``(S, H, W)``
+      against ``(S, C, H, W)``): refused only where they would broadcast, with as many axes
+      as the outputs but another shape, or ``(S,)`` against a single output ``(S, 1)`` (a
+      one-class classifier, so in fact a regression).
 
     Args:
         outputs: one task's model outputs, ``(S, *output_shape)``.
@@ -49,16 +52,24 @@ def check_loss_inputs(outputs: torch.Tensor, targets: torch.Tensor, what: str = 
         what: the function's name in the message (``loss_fn`` or ``metric``).
 
     Raises:
-        ValueError: float targets of another shape than the outputs.
+        ValueError: the shapes above do not hold.
     """
-    if (isinstance(targets, torch.Tensor) and isinstance(outputs, torch.Tensor)
-            and targets.is_floating_point() and targets.shape != outputs.shape):
+    if not (isinstance(targets, torch.Tensor) and isinstance(outputs, torch.Tensor)):
+        return
+    if targets.is_floating_point():
+        wrong = targets.shape != outputs.shape
+    elif targets.dim() == outputs.dim():
+        wrong = targets.shape != outputs.shape
+    else:
+        wrong = outputs.dim() >= 1 and outputs.shape[-1] == 1 and targets.shape == outputs.shape[:-1]
+    if wrong:
         hint = ("y.unsqueeze(-1)" if tuple(targets.shape) + (1,) == tuple(outputs.shape)
                 else "reshaped to the outputs' shape")
+        kind = "float" if targets.is_floating_point() else f"integer ({targets.dtype})"
         raise ValueError(
             f"{what} would compare targets of shape {tuple(targets.shape)} with the model's outputs of shape "
             f"{tuple(outputs.shape)} (one task): losses such as nn.MSELoss() broadcast them and give a wrong "
-            f"number; give the float targets the outputs' shape, e.g. {hint}")
+            f"number; give the {kind} targets the outputs' shape, e.g. {hint}")
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -138,6 +138,10 @@ def test_a_loss_whose_targets_broadcast_against_the_outputs_is_refused(path):
             outer_step(model, params, tasks, torch.optim.Adam(params.values()), loss, 0.1, 1)
         else:
             evaluate(model, params, lambda n: tasks, loss, 0.1, 1, num_tasks=2, metric=mse)
+    # Integer targets that would broadcast the same way are refused too.
+    as_integers = tasks._replace(y_support=tasks.y_support.round().long(), y_query=tasks.y_query.round().long())
+    with pytest.raises(ValueError, match=r"integer.*targets the outputs' shape"):
+        meta_loss_batched(model, params, as_integers, loss, 0.1, 1)
     # The same targets with the outputs' shape work, and both paths agree.
     fixed = tasks._replace(y_support=tasks.y_support.unsqueeze(-1), y_query=tasks.y_query.unsqueeze(-1))
     assert torch.allclose(meta_loss(model, params, fixed, loss, 0.1, 1)[0],
@@ -348,6 +352,9 @@ def test_evaluate_under_inference_mode_gives_the_same_numbers(name):
         tasks = blob_tasks()
         curve = adaptation_curve(own, get_params(own), tasks, cross_entropy, 0.4, 2)
     assert torch.equal(curve, adaptation_curve(own, get_params(own), blob_tasks(), cross_entropy, 0.4, 2))
+    task = blob_tasks().task(0)
+    with torch.inference_mode(), pytest.raises(ValueError, match=r"torch.inference_mode\(\).*evaluate"):
+        adapt(own, get_params(own), task.x_support, task.y_support, cross_entropy, 0.4, 1)
 
 
 # --- 9. a head with more ways than the tasks ------------------------------------------------------
