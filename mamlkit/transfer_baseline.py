@@ -12,9 +12,12 @@ meta-learning buys over plain transfer learning. Their baseline has two stages:
 Here the network is :class:`mamlkit.models.Conv4` (the same blocks as MAML's), and every
 training character in each of its four rotations is a class of its own (4 × 1100 = 4400
 classes for the MAML split), so that the rotated characters of the test tasks are the kind of
-class the features were trained to tell apart. As in MAML's evaluation, batch norm uses the
-statistics of the batch at hand: a task's support images are normalised together, and so are
-its query images.
+class the features were trained to tell apart. By default, as in MAML's evaluation, batch norm
+uses the statistics of the batch at hand: a task's support images are normalised together, and
+so are its query images. Pretraining normalised 128-image batches, however, so
+:func:`batch_norm_statistics` gives the population statistics of the training images (what
+running averages estimate) for :func:`features` to normalise with instead, as a standard
+classifier is evaluated.
 
 Used in ``notebooks/04_omniglot_maml.ipynb``; ``python -m mamlkit.transfer_baseline`` trains
 the backbone shipped in ``assets/`` (see :func:`main`).
@@ -37,7 +40,7 @@ from mamlkit.functional import Params, forward, get_params
 from mamlkit.models import Conv4
 from mamlkit.tasks import TaskBatch
 
-__all__ = ["features", "fine_tune_heads", "head_accuracy", "load_backbone", "pretrain_classifier", "rotated_classes",
+__all__ = ["batch_norm_statistics", "features", "fine_tune_heads", "head_accuracy", "load_backbone", "pretrain_classifier", "rotated_classes",
            "evaluate_transfer", "main"]
 
 
@@ -74,6 +77,7 @@ def pretrain_classifier(
     channels: int = 64,
     seed: int = 0,
     progress: bool = False,
+    on_epoch: Optional[Callable[[int, Conv4, list[float]], None]] = None,
 ) -> tuple[Conv4, Params, list[float]]:
     """Stage 1: train a :class:`Conv4` over all classes at once (Adam, cross-entropy).
 
@@ -84,6 +88,9 @@ def pretrain_classifier(
         lr: Adam's learning rate.
         channels: filters per convolution (64 in the MAML paper).
         seed: initialisation and the order of the images.
+        on_epoch: called as ``on_epoch(epoch, model, losses)`` after each epoch (1, 2, ...); it
+            draws nothing at random, so the first ``k`` epochs of a longer run are exactly a
+            ``k``-epoch run.
 
     Returns:
         ``(model, params, losses)``: the trained network (its head has one output per class),
@@ -100,7 +107,7 @@ def pretrain_classifier(
     losses = []
     from tqdm.auto import tqdm
 
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
         order = torch.randperm(len(x), generator=generator)
         for start in tqdm(range(0, len(x), batch_size), disable=not progress, desc="pretrain", unit="batch"):
             batch = order[start:start + batch_size]
@@ -111,22 +118,82 @@ def pretrain_classifier(
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
+        if on_epoch is not None:
+            on_epoch(epoch, model, losses)
     return model, {n: p.detach() for n, p in get_params(model).items()}, losses
 
 
-def features(model: Conv4, params: Params, x: torch.Tensor) -> torch.Tensor:
+def _block_forward(params: Params, block: int, h: torch.Tensor,
+                   statistics: Optional[dict[int, tuple[torch.Tensor, torch.Tensor]]]) -> torch.Tensor:
+    """One ``ConvBlock``: convolution, batch norm (the batch's or the given statistics), ReLU."""
+    prefix = f"blocks.{block}."
+    h = F.conv2d(h, params[prefix + "conv.weight"], stride=2, padding=1)
+    mean, var = statistics[block] if statistics is not None else (None, None)
+    h = F.batch_norm(h, mean, var, params[prefix + "norm.weight"], params[prefix + "norm.bias"],
+                     training=statistics is None, eps=1e-5)
+    return torch.relu(h)
+
+
+def _num_blocks(params: Params) -> int:
+    return sum(1 for n in params if n.startswith("blocks.") and n.endswith(".conv.weight"))
+
+
+def batch_norm_statistics(params: Params, x: torch.Tensor,
+                          batch_size: int = 500) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """The population statistics of every batch-norm layer over the images ``x``.
+
+    What ``nn.BatchNorm2d``'s running averages estimate during pretraining, computed exactly
+    for the final weights: block by block, the per-channel mean and (biased) variance of the
+    convolution's output over all of ``x``, the earlier blocks normalised with the statistics
+    already found. With them, :func:`features` normalises a task's images the way pretraining's
+    128-image batches were normalised, instead of with the statistics of the task's few images.
+
+    Args:
+        params: the backbone's ``blocks.*`` tensors; x: ``(M, 1, H, W)`` training images.
+
+    Returns:
+        ``{block: (mean, var)}``, each ``(channels,)``.
+    """
+    statistics: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    with torch.no_grad():
+        for block in range(_num_blocks(params)):
+            total = total_sq = None
+            count = 0
+            for start in range(0, len(x), batch_size):
+                h = x[start:start + batch_size]
+                for earlier in range(block):
+                    h = _block_forward(params, earlier, h, statistics)
+                h = F.conv2d(h, params[f"blocks.{block}.conv.weight"], stride=2, padding=1).double()
+                s, sq = h.sum(dim=(0, 2, 3)), (h * h).sum(dim=(0, 2, 3))
+                total, total_sq = (s, sq) if total is None else (total + s, total_sq + sq)
+                count += h.numel() // h.shape[1]
+            mean = total / count
+            statistics[block] = (mean.float(), (total_sq / count - mean * mean).clamp_min(0).float())
+    return statistics
+
+
+def features(model: Conv4, params: Params, x: torch.Tensor,
+             statistics: Optional[dict[int, tuple[torch.Tensor, torch.Tensor]]] = None) -> torch.Tensor:
     """The backbone's features: the blocks, then the mean over space, without the head.
 
     Args:
-        x: ``(T, S, 1, H, W)``: each task's ``S`` images form one batch for batch norm.
+        x: ``(T, S, 1, H, W)``: by default each task's ``S`` images form one batch for batch norm.
+        statistics: from :func:`batch_norm_statistics`: normalise with these instead (each
+            image then gets the same features whatever the other images of its task).
 
     Returns:
         ``(T, S, channels)``.
     """
-    blocks = {n[len("blocks."):]: p for n, p in params.items() if n.startswith("blocks.")}
+    if statistics is None:
+        blocks = {n[len("blocks."):]: p for n, p in params.items() if n.startswith("blocks.")}
+        with torch.no_grad():
+            h = torch.stack([forward(model.blocks, blocks, task) for task in x])  # (T, S, C, h, w)
+        return h.mean(dim=(-2, -1))
     with torch.no_grad():
-        h = torch.stack([forward(model.blocks, blocks, task) for task in x])  # (T, S, C, h, w)
-    return h.mean(dim=(-2, -1))
+        h = x.flatten(0, 1)
+        for block in range(_num_blocks(params)):
+            h = _block_forward(params, block, h, statistics)
+    return h.mean(dim=(-2, -1)).view(*x.shape[:2], -1)
 
 
 def fine_tune_heads(
@@ -185,8 +252,13 @@ def evaluate_transfer(
     batch_size: int = 50,
     steps: int = 100,
     lr: float = 0.01,
+    statistics: Optional[dict[int, tuple[torch.Tensor, torch.Tensor]]] = None,
 ) -> dict:
     """The transfer baseline's accuracy on ``num_tasks`` tasks, with a 95% confidence interval.
+
+    ``statistics`` (from :func:`batch_norm_statistics`): batch norm with the pretraining
+    images' statistics; by default each task's support (and query) images are normalised
+    with their own, as MAML's are.
 
     Draws the tasks exactly as :func:`mamlkit.evaluate.evaluate` does (``sample_tasks(n)`` in
     chunks of ``batch_size``), so the same sampler and generator seed give MAML and this
@@ -202,8 +274,9 @@ def evaluate_transfer(
     while remaining > 0:
         tasks = sample_tasks(min(batch_size, remaining))
         n_way = int(tasks.y_support.max()) + 1
-        weight, bias = fine_tune_heads(features(model, params, tasks.x_support), tasks.y_support, n_way, steps, lr)
-        per_task.append(head_accuracy(features(model, params, tasks.x_query), tasks.y_query, weight, bias))
+        weight, bias = fine_tune_heads(features(model, params, tasks.x_support, statistics), tasks.y_support,
+                                       n_way, steps, lr)
+        per_task.append(head_accuracy(features(model, params, tasks.x_query, statistics), tasks.y_query, weight, bias))
         remaining -= tasks.num_tasks
     accuracies = torch.cat(per_task)
     mean, ci95 = mean_confidence_interval(accuracies)
@@ -240,13 +313,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     x, y = rotated_classes(data.images, train)
     torch.manual_seed(args.seed)
     start = time.perf_counter()
+    epoch_losses: list[float] = []
+
+    def record(epoch: int, _model: Conv4, losses: list[float]) -> None:  # each epoch's mean loss
+        steps = len(losses) // epoch
+        epoch_losses.append(sum(losses[-steps:]) / steps)
+
     model, params, losses = pretrain_classifier(x, y, args.epochs, args.batch_size, args.lr, args.channels,
-                                                args.seed, progress=True)
+                                                args.seed, progress=True, on_epoch=record)
     seconds = time.perf_counter() - start
     settings = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "channels": args.channels,
                 "seed": args.seed, "split": "maml", "classes": int(y.max()) + 1, "images": len(x),
                 "training_seconds": round(seconds), "threads": torch.get_num_threads(),
-                "final_loss": sum(losses[-50:]) / min(50, len(losses)),
+                "final_loss": sum(losses[-50:]) / min(50, len(losses)), "epoch_losses": epoch_losses,
                 "command": "python -m mamlkit.transfer_baseline " + " ".join(sys.argv[1:] if argv is None else argv)}
     blocks = {n: p.clone() for n, p in params.items() if n.startswith("blocks.")}
     torch.save({"params": blocks, "settings": settings}, args.out)

@@ -113,3 +113,38 @@ def test_the_shipped_backbone_loads_with_weights_only_and_says_how_it_was_made()
     assert settings["command"].startswith("python -m mamlkit.transfer_baseline")
     assert all(name.startswith("blocks.") for name in params), "only the feature extractor is shipped"
     assert params.keys() == {n for n, _ in model.named_parameters() if n.startswith("blocks.")}
+
+
+def test_population_statistics_are_those_of_the_images_and_make_features_independent_of_the_task_batch():
+    import torch.nn.functional as F
+
+    from mamlkit.transfer_baseline import batch_norm_statistics
+
+    model = Conv4(2, channels=4, generator=torch.Generator().manual_seed(0))
+    params = {n: p.detach() for n, p in get_params(model).items() if n.startswith("blocks.")}
+    x = torch.rand(30, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    statistics = batch_norm_statistics(params, x, batch_size=7)  # batches need not divide the images
+    first = F.conv2d(x, params["blocks.0.conv.weight"], stride=2, padding=1)
+    torch.testing.assert_close(statistics[0][0], first.mean(dim=(0, 2, 3)))
+    torch.testing.assert_close(statistics[0][1], first.var(dim=(0, 2, 3), unbiased=False), rtol=1e-4, atol=1e-6)
+    # All 30 images as one batch: normalising with their own statistics is normalising with these.
+    torch.testing.assert_close(features(model, params, x[None], statistics), features(model, params, x[None]),
+                               rtol=1e-4, atol=1e-5)
+    # With fixed statistics an image's features do not depend on the other images of its task.
+    tasks = x[:6].view(2, 3, 1, 28, 28)
+    alone = features(model, params, tasks[:, :1], statistics)
+    torch.testing.assert_close(features(model, params, tasks, statistics)[:, :1], alone)
+
+
+def test_on_epoch_sees_every_epoch_and_a_longer_run_starts_as_the_shorter_one():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(32, 1, 12, 12, generator=g)
+    y = torch.arange(4).repeat(8)
+    seen = []
+    _, short, _ = pretrain_classifier(x, y, epochs=2, batch_size=8, channels=4)
+    _, _, _ = pretrain_classifier(x, y, epochs=3, batch_size=8, channels=4,
+                                  on_epoch=lambda e, m, losses: seen.append(
+                                      (e, len(losses), {n: p.detach().clone() for n, p in m.named_parameters()})))
+    assert [(e, n) for e, n, _ in seen] == [(1, 4), (2, 8), (3, 12)]
+    for name, tensor in short.items():
+        torch.testing.assert_close(seen[1][2][name], tensor)
