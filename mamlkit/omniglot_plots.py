@@ -259,7 +259,8 @@ def plot_paper_table(rows) -> plt.Figure:
     Args:
         rows: ``(setting, manifest)`` pairs from :func:`mamlkit.paper_table.shipped_results`;
             each manifest's ``test_accuracy_per_step`` (after 0..S inner steps on 600 test
-            tasks) is drawn, with the paper's accuracy as a marker at the step it reports.
+            tasks) is drawn, with the paper's accuracy as a marker at the step it reports; the
+            legend names each checkpoint's steps and whether its command learned the inner rates.
 
     Returns:
         A Figure with one curve per shipped setting, accuracy in percent.
@@ -270,8 +271,9 @@ def plot_paper_table(rows) -> plt.Figure:
             continue
         color = f"C{index}"
         curve = [100 * a for a in manifest["test_accuracy_per_step"]]
+        recipe = "learned rates" if "--learn-inner-lrs" in manifest.get("command", "") else "fixed α"
         ax.plot(range(len(curve)), curve, marker="o", ms=4, color=color,
-                label=f"{setting.name}: {manifest['iterations']:,} steps")
+                label=f"{setting.name}: {manifest['iterations']:,} steps, {recipe}")
         ax.errorbar([manifest["eval_inner_steps"]], [100 * setting.paper_accuracy],
                     yerr=[100 * setting.paper_ci95], color=color, marker="*", ms=10, ls="none",
                     capsize=3)

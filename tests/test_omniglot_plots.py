@@ -10,7 +10,7 @@ import torch
 from matplotlib.figure import Figure
 
 from mamlkit.data.sampler import OmniglotTaskSampler
-from mamlkit.omniglot_plots import plot_adaptation_curve, plot_alphabets, plot_predictions, plot_task
+from mamlkit.omniglot_plots import plot_adaptation_curve, plot_alphabets, plot_paper_table, plot_predictions, plot_task
 
 
 @pytest.fixture(autouse=True)
@@ -92,3 +92,17 @@ def test_plot_adaptation_curve_has_one_point_per_step():
 def test_plot_adaptation_curve_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match="one of each"):
         plot_adaptation_curve([0.5, 0.6], [0.1])
+
+
+def test_plot_paper_table_draws_every_shipped_manifest_curve_and_names_its_recipe():
+    from mamlkit.paper_table import shipped_results
+
+    rows = shipped_results()
+    fig = plot_paper_table(rows)
+    lines = [line for line in fig.axes[0].get_lines() if line.get_label().split(":")[0].endswith("shot")]
+    shipped = [(setting, manifest) for setting, manifest in rows if manifest is not None]
+    assert len(lines) == len(shipped)
+    for line, (setting, manifest) in zip(lines, shipped):
+        assert list(line.get_ydata()) == [100 * a for a in manifest["test_accuracy_per_step"]]
+        recipe = "learned rates" if "--learn-inner-lrs" in manifest["command"] else "fixed α"
+        assert line.get_label() == f"{setting.name}: {manifest['iterations']:,} steps, {recipe}"
