@@ -228,9 +228,12 @@ def test_evaluate_switches_dropout_off_unless_asked_and_restores_the_mode():
 
 # --- 5. every method on a plain module with a head ----------------------------------------------
 
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
 @pytest.mark.parametrize("name", ALL_METHODS)
-def test_every_method_runs_on_a_plain_module_with_a_head_fast_equals_loop(name):
-    model, tasks = Own().double(), blob_tasks()
+def test_every_method_runs_on_a_plain_module_with_a_head_fast_equals_loop(name, dropout):
+    model, tasks = Own(dropout=dropout).double(), blob_tasks()
+    if dropout:
+        model.eval()  # the same function for the fast path and the loop; training mode is tested below
     before, parameters = snapshot(model), dict(model.named_parameters())
     params = get_params(model)
     method = method_of(name, params)
@@ -256,7 +259,7 @@ def test_every_method_runs_on_a_plain_module_with_a_head_fast_equals_loop(name):
 @pytest.mark.parametrize("algorithm", ["anil", "protonet"])
 def test_the_trainer_trains_anil_and_protonet_on_a_plain_module(tmp_path, algorithm):
     trainer = Trainer(trainer_config(algorithm=algorithm), tmp_path, {"train": Blobs(), "val": Blobs()},
-                      model=Own().float())
+                      model=Own(dropout=0.3).float())
     assert "query_accuracy" in trainer.step()
     assert 0 <= trainer.evaluate("val")["mean"] <= 1
 

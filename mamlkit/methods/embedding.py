@@ -95,11 +95,17 @@ def check_head_is_last(model: nn.Module, params: Params, x: torch.Tensor) -> Non
     Raises:
         ValueError: ``head_logits(head, embed(x))`` differs from ``forward(x)``.
     """
+    from mamlkit.evaluate import evaluation_mode  # evaluate builds on the methods' modules
+
     if model in _HEAD_IS_LAST:
         return
-    with torch.no_grad():
+    # Dropout off, and any other random layer drawing the same numbers in both forwards.
+    devices = [x.device] if x.device.type == "cuda" else []
+    with torch.no_grad(), evaluation_mode(model), torch.random.fork_rng(devices=devices):
         theta = {n: p.detach() for n, p in params.items()}
+        torch.manual_seed(0)
         expected = forward(model, theta, x)
+        torch.manual_seed(0)
         got = head_logits(split_head(theta)[1], embed(model, theta, x))
         difference = float((got - expected).abs().max()) if got.shape == expected.shape else float("inf")
     if not difference <= 1e-4 * (float(expected.abs().max()) + 1e-6):
