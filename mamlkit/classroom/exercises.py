@@ -171,6 +171,16 @@ EXERCISES: tuple[Exercise, ...] = (
         solution_only=("torch.tensor(float(inner_lr), dtype=p.dtype",),
     ),
     Exercise(
+        id="3.4",
+        title="MAML end to end: the meta-training loop on sine waves",
+        points=15,
+        notebook="notebooks/03_outer_loop.ipynb",
+        module="mamlkit/maml_from_scratch.py",
+        task="write the loop body of `train_maml_from_scratch` (sample the tasks, adapt each with one "
+             "second-order SGD step, the meta-loss, one Adam step, log the loss)",
+        solution_only=("torch.stack(query_losses).mean()", "meta_loss.backward()"),
+    ),
+    Exercise(
         id="4.1",
         title="the Omniglot task sampler",
         points=10,
