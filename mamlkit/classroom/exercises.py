@@ -178,7 +178,7 @@ EXERCISES: tuple[Exercise, ...] = (
         module="mamlkit/maml_from_scratch.py",
         task="write the loop body of `train_maml_from_scratch` (sample the tasks, adapt each with one "
              "second-order SGD step, the meta-loss, one Adam step, log the loss)",
-        solution_only=("torch.stack(query_losses).mean()", "meta_loss.backward()"),
+        solution_only=("query_losses.append(mse(forward(model, adapted, x_query), y_query))", "meta_loss.backward()"),
     ),
     Exercise(
         id="4.1",
