@@ -227,7 +227,9 @@ def table(work: Path) -> str:
                 cells.append("not run")
             elif route == "check":
                 ticks = [e["exercise"] for e in found if e["verdict"].startswith("✓")]
-                cells.append("✓ " + (", ".join(ticks) if ticks else "none"))
+                waits = [e["exercise"] for e in found if e["verdict"].startswith("…")]
+                cells.append("✓ " + (", ".join(ticks) if ticks else "none")
+                             + (f"; waiting: {', '.join(waits)}" if waits else ""))
             else:
                 points = found[-1]["points"]
                 total = sum(v for v in points.values() if v is not None)
