@@ -21,8 +21,10 @@ from pathlib import Path
 import pytest
 
 from mamlkit.classroom.exercises import EXERCISES, get_exercise
-from mamlkit.classroom.nbgrader import ASSIGNMENT, build_nbgrader_course, grade_id, stamp_notebook
+from mamlkit.classroom.nbgrader import ASSIGNMENT, answer_metadata, build_nbgrader_course, grade_id, stamp_notebook
 from mamlkit.classroom.nbgrader_run import NBGRADER_VERSION, NbgraderRun, find_nbgrader
+from mamlkit.classroom.questions import POINTS as QUESTION_POINTS
+from mamlkit.classroom.questions import course_questions
 from mamlkit.classroom.student import BEGIN_MARKER
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +58,15 @@ def test_every_exercise_has_one_graded_check_cell_with_its_points(course):
     cells = _graded_cells(source)
     by_id = {cell["metadata"]["nbgrader"]["grade_id"]: (notebook, cell) for notebook, group in cells.items()
              for cell in group}
-    assert sorted(by_id) == sorted(grade_id(e) for e in EXERCISES), "one graded cell per exercise, no other"
+    questions = course_questions(REPO)
+    assert sorted(by_id) == sorted([grade_id(e) for e in EXERCISES] + [q.grade_id for q in questions]), (
+        "one graded cell per exercise and one answer cell per written question, no other")
+    for question in questions:
+        notebook, cell = by_id[question.grade_id]
+        assert notebook == Path(question.notebook).name and cell["cell_type"] == "markdown"
+        assert cell["metadata"]["nbgrader"] == answer_metadata(question) == {
+            "grade": True, "grade_id": question.grade_id, "locked": False, "points": QUESTION_POINTS,
+            "schema_version": 3, "solution": True}
     for exercise in EXERCISES:
         notebook, cell = by_id[grade_id(exercise)]
         assert notebook == Path(exercise.notebook).name
@@ -67,8 +77,8 @@ def test_every_exercise_has_one_graded_check_cell_with_its_points(course):
         assert f'assert check_exercise("{exercise.id}")' in code
         assert "SMOKE_TEST" not in code, "a graded cell must run the tests in smoke mode too"
     total = sum(c["metadata"]["nbgrader"]["points"] for group in cells.values() for c in group)
-    assert total == sum(e.points for e in EXERCISES)
-    assert len(notes) == len(EXERCISES)
+    assert total == sum(e.points for e in EXERCISES) + QUESTION_POINTS * len(questions)
+    assert len(notes) == len(EXERCISES) + len(questions)
     # The layout: notebooks beside the package, the reference outside source/, the learner's
     # modules kept by autograde.
     assert (source / "mamlkit/__init__.py").is_file() and not (source / "notebooks").exists()
@@ -131,6 +141,9 @@ def test_real_nbgrader_grades_untouched_solved_and_one_exercise_in_smoke_mode(tm
     assert scores["untouched"] == {grade_id(e): 0 for e in ours}, scores
     assert scores["solved"] == {grade_id(e): e.points for e in ours}, scores
     assert scores["alone"] == {grade_id(e): (e.points if e is alone else 0) for e in ours}, scores
+    written = {q.grade_id for q in course_questions(REPO, (notebook,))}
+    assert written and set(run.scores(written=True)["solved"]) == {grade_id(e) for e in ours} | written, \
+        "the answers to the written questions are graded cells too (by hand)"
     untouched = run.cell_output("untouched", grade_id(ours[0]))
     assert untouched.startswith(f"✗ {ours[0].label} "), untouched
     assert "graded on its own" in untouched

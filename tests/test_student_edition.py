@@ -37,6 +37,7 @@ import pytest
 
 from mamlkit.classroom.exercises import EXERCISES
 from mamlkit.classroom.grade import _stub_exercise, check_student_tests
+from mamlkit.classroom.questions import course_questions
 from mamlkit.classroom.reference import _splice, check_isolation, plan_composite, reference_functions
 from mamlkit.classroom.student import BEGIN_MARKER, build_student_edition, find_leaks
 
@@ -143,6 +144,10 @@ def test_the_edition_has_the_students_readme_and_classroom_workflow(edition):
         assert instructor_only not in readme, f"the student README mentions {instructor_only!r}"
     for exercise in EXERCISES:
         assert f"| {exercise.id} | {exercise.title} | {exercise.points} |" in readme
+    questions = course_questions(REPO)
+    assert len(questions) >= 10, "notebooks 01-03 ask questions for written analysis"
+    for q in questions:  # read from the notebooks, so the list follows them
+        assert f"- **{q.label[len('Question '):]}** (`{q.notebook}`) {q.text}" in readme, f"{q.label} is not listed"
     assert (out / ".github/workflows/classroom.yml").is_file()
     assert not (out / ".github/workflows/ci.yml").exists(), "the maintainers' CI would run on the stubs"
 

@@ -1,19 +1,25 @@
 """Files the student edition gets in place of the instructor's: its README and its workflow.
 
 - ``README.md``: the student's README, written from the exercise registry: the assignment, the
-  graded exercises with points, file and notebook, what "done" means and how it is graded, how
+  graded exercises with points, file and notebook, the notebooks' questions for written analysis
+  (read from the notebooks by :mod:`.questions`), what "done" means and how it is graded, how
   to check one exercise, where the Omniglot data comes from. No instructor steps.
 - ``.github/workflows/classroom.yml``: GitHub Classroom's autograding workflow in its current
   format (one ``classroom-resources/autograding-command-grader@v1`` step per exercise with its
   ``max-score``, then ``classroom-resources/autograding-grading-reporter@v1``). Each step runs
   ``python -m mamlkit.classroom check ID``.
 
-Both are pure functions of the registry, so building twice gives identical files.
+Both are pure functions of the registry and the notebooks, so building twice gives identical files.
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from .exercises import EXERCISES, Exercise
+from .questions import HEADING as QUESTIONS_HEADING
+from .questions import POINTS as QUESTION_POINTS
+from .questions import WrittenQuestion
 
 __all__ = ["CLASSROOM_WORKFLOW", "STUDENT_README", "classroom_workflow", "generated_files", "student_readme"]
 
@@ -28,8 +34,24 @@ def _step_id(exercise: Exercise) -> str:
     return exercise.marker  # "ex2_1": a valid step id, and its reporter variable is EX2_1_RESULTS
 
 
-def student_readme(exercises: tuple[Exercise, ...] = EXERCISES) -> str:
-    """The student edition's ``README.md``."""
+def _questions_section(questions: Sequence[WrittenQuestion]) -> str:
+    """The README's plain list of the notebooks' questions for written analysis ("" when none)."""
+    if not questions:
+        return ""
+    items = "\n".join(f"- **{q.label[len('Question '):]}** (`{q.notebook}`) {q.text}" for q in questions)
+    return f"""
+## {QUESTIONS_HEADING} ({len(questions)} questions, {QUESTION_POINTS} points each)
+
+Each notebook ends with a few questions about reasons rather than code; answer each in a few
+sentences. They are graded by hand: with nbgrader, in the answer cell under each question of
+the released notebook; otherwise as your course asks. The list, numbered notebook.question:
+
+{items}
+"""
+
+
+def student_readme(exercises: tuple[Exercise, ...] = EXERCISES, questions: Sequence[WrittenQuestion] = ()) -> str:
+    """The student edition's ``README.md``; ``questions`` are the notebooks' (:func:`.questions.course_questions`)."""
     total = sum(e.points for e in exercises)
     rows = "\n".join(
         f"| {e.id} | {e.title} | {e.points} | `{e.module or e.notebook}` | `{e.notebook}` |" for e in exercises
@@ -78,7 +100,7 @@ MAMLKIT_SMOKE=1 jupyter lab notebooks/
 Each exercise is a function (or a few) whose body is `raise NotImplementedError("Exercise …")`.
 Replace that line with your code; keep the signature and the checks above it. Sections called
 "Try it" in the notebooks are not graded: they are there to try things out.
-
+{_questions_section(questions)}
 ## What "done" looks like, and how it is graded
 
 An exercise is done when all of its tests pass. Each test carries the exercise's marker
@@ -186,6 +208,7 @@ jobs:
 """
 
 
-def generated_files(exercises: tuple[Exercise, ...] = EXERCISES) -> dict[str, str]:
+def generated_files(exercises: tuple[Exercise, ...] = EXERCISES,
+                    questions: Sequence[WrittenQuestion] = ()) -> dict[str, str]:
     """``{path: text}`` of the files the builder writes into the student edition."""
-    return {STUDENT_README: student_readme(exercises), CLASSROOM_WORKFLOW: classroom_workflow(exercises)}
+    return {STUDENT_README: student_readme(exercises, questions), CLASSROOM_WORKFLOW: classroom_workflow(exercises)}

@@ -16,7 +16,12 @@ it: ``grade: true``, ``solution: false``, ``locked: true``, ``points`` (the exer
 ``grade_id`` (``check_ex2_1``), ``schema_version: 3``. Its code becomes the plain check, with no
 smoke-mode shortcut (in ``source/`` only; the notebooks in ``notebooks/`` keep theirs): graded
 under ``CI=true`` or ``MAMLKIT_SMOKE=1`` too, a check cell runs the tests. An exercise whose
-notebook has no check cell gets one, at the end of the exercise's section. Any other cell loses
+notebook has no check cell gets one, at the end of the exercise's section. The questions for
+written analysis (the notebook's cell headed "Questions for written analysis", read by
+:mod:`.questions`) become nbgrader's manually graded answers: the cell is split into its
+introduction, then per question a cell with the question and a markdown answer cell (``solution:
+true``, ``grade: true``, ``locked: false``, ``points`` :data:`.questions.POINTS`, ``grade_id``
+``written_03_q1``, ``schema_version: 3``), then whatever followed the list. Any other cell loses
 nbgrader metadata it carries.
 
 ``nbgrader autograde`` overwrites a submission's files with ``source/``'s, all but the notebooks
@@ -42,12 +47,15 @@ import tempfile
 from pathlib import Path
 
 from .exercises import EXERCISES, Exercise
+from .questions import POINTS as QUESTION_POINTS
+from .questions import WrittenQuestion, questions_cell_index, split_questions_cell
 
 __all__ = [
     "ASSIGNMENT",
     "build_nbgrader_course",
     "check_cell_source",
     "grade_id",
+    "answer_metadata",
     "nbgrader_metadata",
     "stamp_notebook",
 ]
@@ -78,6 +86,46 @@ def nbgrader_metadata(exercise: Exercise) -> dict:
         "schema_version": SCHEMA_VERSION,
         "solution": False,
     }
+
+
+def answer_metadata(question: WrittenQuestion) -> dict:
+    """The nbgrader metadata of a question's answer cell (a manually graded answer)."""
+    return {
+        "grade": True,
+        "grade_id": question.grade_id,
+        "locked": False,
+        "points": QUESTION_POINTS,
+        "schema_version": SCHEMA_VERSION,
+        "solution": True,
+    }
+
+
+def _markdown_cell(cell_id: str, text: str, metadata: dict | None = None) -> dict:
+    return {"cell_type": "markdown", "id": cell_id, "metadata": metadata or {},
+            "source": text.splitlines(keepends=True)}
+
+
+def _stamp_questions(cells: list[dict], notebook: str) -> list[str]:
+    """Split the questions' cell into one question cell and one answer cell per question."""
+    index = questions_cell_index({"cells": cells})
+    if index is None:
+        return []
+    before, items, after = split_questions_cell(_source(cells[index]))
+    if not items:
+        return []
+    cells[index]["source"] = before.splitlines(keepends=True)
+    new: list[dict] = []
+    notes = []
+    for number, text in items:
+        question = WrittenQuestion(notebook, number, text)
+        tag = question.grade_id.replace("_", "-")
+        new.append(_markdown_cell(f"{tag}-question", f"**{question.label}.** {text}"))
+        new.append(_markdown_cell(f"{tag}-answer", "YOUR ANSWER HERE", {"nbgrader": answer_metadata(question)}))
+        notes.append(f"{question.label}: answer cell of {Path(notebook).name}, graded by hand, {QUESTION_POINTS} points")
+    if after.strip():
+        new.append(_markdown_cell(f"{Path(notebook).stem[:2]}-after-questions", after))
+    cells[index + 1:index + 1] = new
+    return notes
 
 
 def check_cell_source(exercise: Exercise) -> str:
@@ -150,7 +198,8 @@ def stamp_notebook(nb: dict, notebook: str, exercises: tuple[Exercise, ...] = EX
         notebook: its path in the repository, as the registry names it (``notebooks/02_...``).
 
     Returns:
-        The notebook and, per exercise, a line saying which cell is its graded cell.
+        The notebook and, per exercise, a line saying which cell is its graded cell, then one
+        line per written question.
     """
     cells = nb.setdefault("cells", [])
     for cell in cells:
@@ -170,6 +219,7 @@ def stamp_notebook(nb: dict, notebook: str, exercises: tuple[Exercise, ...] = EX
         cell.setdefault("metadata", {})["nbgrader"] = nbgrader_metadata(exercise)
         notes.append(f"{exercise.label}: check cell {index + 1} of {Path(notebook).name} {how}, "
                      f"{exercise.points} points")
+    notes += _stamp_questions(cells, notebook)
     return nb, notes
 
 

@@ -124,8 +124,13 @@ class NbgraderRun:
         """``nbgrader autograde`` of every submission."""
         return self._nbgrader("autograde", ASSIGNMENT, "--force", timeout=timeout)
 
-    def scores(self) -> dict[str, dict[str, float]]:
-        """``{student: {grade_id: points}}`` from the gradebook, read with nbgrader's Python."""
+    def scores(self, written: bool = False) -> dict[str, dict[str, float]]:
+        """``{student: {grade_id: points}}`` from the gradebook, read with nbgrader's Python.
+
+        Args:
+            written: also the answers to the questions for written analysis (``written_*``),
+                graded by hand: ``None`` until a grader has scored them.
+        """
         python = self.nbgrader.parent / "python"
         script = (
             "import json, sys\n"
@@ -140,7 +145,11 @@ class NbgraderRun:
         result = subprocess.run([str(python if python.is_file() else sys.executable), "-c", script, ASSIGNMENT,
                                  ASSIGNMENT], cwd=self.course, env=self.env, capture_output=True, text=True,
                                 check=True)
-        return json.loads(result.stdout)
+        scores = json.loads(result.stdout)
+        if written:
+            return scores
+        return {student: {k: v for k, v in grades.items() if not k.startswith("written_")}
+                for student, grades in scores.items()}
 
     def cell_output(self, student: str, grade_id: str) -> str:
         """What the graded cell ``grade_id`` printed in the student's autograded notebook."""

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .exercises import EXERCISES, Exercise
+from .questions import notebook_questions
 
 __all__ = [
     "BEGIN_MARKER",
@@ -533,6 +534,7 @@ def build_student_edition(
     errors: list[str] = []
     contents: dict[str, bytes] = {}  # transformed files; the rest are copied
     named: dict[str, set[str]] = {}
+    questions: list = []  # the notebooks' questions for written analysis, in file order
     # The maintainers' workflows would run the instructor's checks on the stubs.
     dropped: set[str] = {rel for rel in files if rel.startswith(INSTRUCTOR_ONLY)}
 
@@ -552,7 +554,13 @@ def build_student_edition(
                 elif regions or hidden:
                     contents[rel] = visible.encode("utf-8")
             else:
-                nb, regions, named[rel] = stub_notebook(json.loads(text), rel, exercises)
+                parsed = json.loads(text)
+                if rel.startswith("notebooks/"):
+                    try:
+                        questions += notebook_questions(parsed, rel)  # the README lists them
+                    except ValueError as err:  # a heading without a list, or items numbered out of order
+                        errors.append(str(err))
+                nb, regions, named[rel] = stub_notebook(parsed, rel, exercises)
                 contents[rel] = _dump_notebook(nb).encode("utf-8")
         except UnicodeDecodeError:
             errors.append(f"{rel}: not valid UTF-8, so its solution markers cannot be read")
@@ -569,7 +577,7 @@ def build_student_edition(
         raise BuildError(errors)
     from .edition_files import generated_files  # the student README and the Classroom workflow
 
-    generated = generated_files(exercises)
+    generated = generated_files(exercises, sorted(questions, key=lambda q: (q.notebook, q.number)))
     _prepare_out_dir(src_root, out_dir, force)
     for rel in files:
         if rel in dropped or rel in generated:
