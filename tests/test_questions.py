@@ -95,3 +95,21 @@ def test_every_notebook_with_questions_splits_cleanly_for_nbgrader():
         stamped, _ = stamp_notebook(nb, rel, exercises=())
         answers = [c for c in stamped["cells"] if c["metadata"].get("nbgrader", {}).get("solution")]
         assert [c["metadata"]["nbgrader"]["grade_id"] for c in answers] == [q.grade_id for q in questions], rel
+
+
+def test_the_cell_form_is_read_and_its_answer_cells_stamped():
+    def md(text, cid):
+        return {"cell_type": "markdown", "id": cid, "metadata": {}, "source": text}
+
+    nb = {"cells": [md("## Questions for written analysis\n\nAnswer each in a few sentences.", "h"),
+                    md("**Question 5.1.** Why\nthis?", "q1"), md("*Your answer here.*", "a1"),
+                    md("**Question 5.2.** And that?", "q2"),
+                    md("## Next", "n")]}
+    found = notebook_questions(nb, "notebooks/05_maml_neighbours.ipynb")
+    assert [(q.number, q.text) for q in found] == [(1, "Why this?"), (2, "And that?")]
+    stamped, notes = stamp_notebook(nb, "notebooks/05_maml_neighbours.ipynb", exercises=())
+    ids = [c["id"] for c in stamped["cells"]]
+    assert ids == ["h", "q1", "a1", "q2", "written-05-q2-answer", "n"], "a question without an answer cell gets one"
+    graded = [c["metadata"]["nbgrader"]["grade_id"] for c in stamped["cells"] if "nbgrader" in c["metadata"]]
+    assert graded == ["written_05_q1", "written_05_q2"] and len(notes) == 2
+    assert "".join(stamped["cells"][2]["source"]) == "*Your answer here.*"

@@ -48,7 +48,7 @@ from pathlib import Path
 
 from .exercises import EXERCISES, Exercise
 from .questions import POINTS as QUESTION_POINTS
-from .questions import WrittenQuestion, questions_cell_index, split_questions_cell
+from .questions import WrittenQuestion, question_cells, questions_cell_index, split_questions_cell
 
 __all__ = [
     "ASSIGNMENT",
@@ -111,8 +111,17 @@ def _stamp_questions(cells: list[dict], notebook: str) -> list[str]:
     if index is None:
         return []
     before, items, after = split_questions_cell(_source(cells[index]))
-    if not items:
-        return []
+    if not items:  # the cell form: a cell per question, each followed by its answer cell
+        notes = []
+        for number, text, at, answer in reversed(question_cells({"cells": cells})):
+            question = WrittenQuestion(notebook, number, text)
+            if answer is None:
+                answer = at + 1
+                cells.insert(answer, _markdown_cell(f"{question.grade_id.replace('_', '-')}-answer", "YOUR ANSWER HERE"))
+            cells[answer].setdefault("metadata", {})["nbgrader"] = answer_metadata(question)
+            notes.insert(0, f"{question.label}: answer cell of {Path(notebook).name}, graded by hand, "
+                            f"{QUESTION_POINTS} points")
+        return notes
     cells[index]["source"] = before.splitlines(keepends=True)
     new: list[dict] = []
     notes = []

@@ -11,6 +11,9 @@ over several lines, indented)::
     1. Why must the query set be disjoint from the support set? ...
     2. ...
 
+or in cells: the heading and its introduction in one cell, then per question a markdown cell
+``**Question 3.1.** ...`` followed by the markdown cell the learner answers in.
+
 :func:`course_questions` reads them from every notebook, so the student README's list
 (:mod:`.edition_files`) and nbgrader's manually graded answer cells (:mod:`.nbgrader`) follow
 the notebooks: a question added to a notebook appears in both.
@@ -30,6 +33,7 @@ __all__ = [
     "WrittenQuestion",
     "course_questions",
     "notebook_questions",
+    "question_cells",
     "questions_cell_index",
     "split_questions_cell",
 ]
@@ -42,6 +46,7 @@ POINTS = 2
 _HEADING_LINE = re.compile(rf"^#{{1,6}}\s+{re.escape(HEADING)}\s*$", re.MULTILINE)
 _ANY_HEADING = re.compile(r"^#{1,6}\s", re.MULTILINE)
 _ITEM = re.compile(r"^(\d+)\.\s+(.*)$")
+_QUESTION_CELL = re.compile(r"^\*\*Question\s+\d+\.(\d+)\.?\*\*\.?\s*")
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,33 @@ def split_questions_cell(text: str) -> tuple[str, list[tuple[int, str]], str]:
     return text[:list_start].rstrip() + "\n", items, text[list_end:].lstrip("\n")
 
 
+def question_cells(nb: dict) -> list[tuple[int, str, int, int | None]]:
+    """The cell form: ``(number, text, question cell, answer cell or None)`` per question.
+
+    The question cells are the markdown cells ``**Question 3.1.** ...`` right after the heading's
+    cell; each may be followed by one markdown cell that is not a question, its answer cell.
+    """
+    cells = nb.get("cells", [])
+    index = questions_cell_index(nb)
+    found: list[tuple[int, str, int, int | None]] = []
+    if index is None:
+        return found
+    position = index + 1
+    while position < len(cells) and cells[position].get("cell_type") == "markdown":
+        text = _source(cells[position])
+        match = _QUESTION_CELL.match(text)
+        if match is None:
+            break
+        answer = position + 1
+        has_answer = (answer < len(cells) and cells[answer].get("cell_type") == "markdown"
+                      and not _QUESTION_CELL.match(_source(cells[answer]))
+                      and not _ANY_HEADING.match(_source(cells[answer])))
+        found.append((int(match[1]), " ".join(line.strip() for line in text[match.end():].splitlines() if line.strip()),
+                      position, answer if has_answer else None))
+        position = answer + 1 if has_answer else answer
+    return found
+
+
 def notebook_questions(nb: dict, notebook: str) -> list[WrittenQuestion]:
     """The questions of one parsed notebook (none when it has no questions' cell).
 
@@ -132,7 +164,10 @@ def notebook_questions(nb: dict, notebook: str) -> list[WrittenQuestion]:
         return []
     items, _, _ = _parse(_source(nb["cells"][index]))
     if not items:
-        raise ValueError(f"{notebook}: the cell '{HEADING}' has no numbered list of questions")
+        items = [(number, text) for number, text, _, _ in question_cells(nb)]
+    if not items:
+        raise ValueError(f"{notebook}: the cell '{HEADING}' has no numbered list of questions, "
+                         "and no '**Question N.M.**' cells follow it")
     numbers = [number for number, _ in items]
     if numbers != list(range(1, len(items) + 1)):
         raise ValueError(f"{notebook}: the questions are numbered {numbers}, not 1, 2, 3, ...")
