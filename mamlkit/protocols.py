@@ -8,17 +8,19 @@ query image depends on the other query images evaluated with it. Such an evaluat
 shipped 5-way 1-shot checkpoint about 99.0% with 1 query per class against 97.7% with 15
 (measured independently of this package on the same test characters).
 
-Two protocols are offered (Bronskill et al., "TaskNorm: Rethinking Batch Normalization for
-Meta-Learning", ICML 2020, §3 compares them):
+Two protocols are offered:
 
 - ``"transductive"``: the query set is normalised with its own statistics — the protocol
   of the MAML paper and its public code, kept so that published numbers can be reproduced.
 - ``"support-stats"``: every layer normalises the query images with the mean and variance of
-  the *support* images at that layer (the task's labelled data), the task-level normalisation
-  that TaskNorm recommends when no query statistics should be used. Why this one: it needs no
-  retraining (the support set is normalised exactly as in training), each query image is then
-  classified on its own, so the result no longer depends on how many query images are
-  evaluated together, and the network is the one trained, with nothing added.
+  the *support* images at that layer (the task's labelled data). This is **MetaBN** (Bronskill
+  et al., "TaskNorm: Rethinking Batch Normalization for Meta-Learning", ICML 2020, §3), here
+  applied *at test time only* to a network meta-trained transductively: one of the baselines
+  TaskNorm improves on, not TaskNorm itself. Each query image is classified on its own, so the
+  result no longer depends on how many query images are evaluated together; but the network
+  was trained with query statistics, so its support-stats accuracy is that of a mismatched
+  protocol. :func:`support_stats_meta_loss` trains with MetaBN, so that both sides match
+  (``benchmarks/metabn_training.py``; notebook 05 §4 compares the two).
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ def support_stats_forward_tasks(params: Params, x_support: torch.Tensor,
     images and pixels only, and both sets are normalised with them,
     :math:`\gamma (h - \mu)/\sqrt{\sigma^2 + \epsilon} + \beta`. The support images are
     therefore processed exactly as by ``Conv4.forward_tasks``; each query image's output depends
-    on the support set and itself only.
+    on the support set and itself only. Differentiable with respect to ``params``, through the
+    support statistics too (MetaBN training, :func:`support_stats_meta_loss`).
 
     Args:
         params: Conv4's parameters, each with a leading task axis ``(T, ...)``.
@@ -67,11 +70,13 @@ def support_stats_forward_tasks(params: Params, x_support: torch.Tensor,
         weight = params[f"blocks.{block}.conv.weight"]
         h = F.conv2d(h, weight.reshape(-1, *weight.shape[2:]), stride=2, padding=1, groups=num_tasks)
         support = h[:num_support]
-        mean = support.mean(dim=(0, 2, 3))
-        var = support.var(dim=(0, 2, 3), unbiased=False)
-        h = F.batch_norm(h, mean, var, params[f"blocks.{block}.norm.weight"].reshape(-1),
-                         params[f"blocks.{block}.norm.bias"].reshape(-1), training=False, eps=eps)
-        h = torch.relu(h)
+        mean = support.mean(dim=(0, 2, 3), keepdim=True)
+        var = ((support - mean) ** 2).mean(dim=(0, 2, 3), keepdim=True)
+        # Written out (not F.batch_norm with training=False, which passes no gradient to the
+        # statistics), so that MetaBN training differentiates through them.
+        weight = params[f"blocks.{block}.norm.weight"].reshape(1, -1, 1, 1)
+        bias = params[f"blocks.{block}.norm.bias"].reshape(1, -1, 1, 1)
+        h = torch.relu((h - mean) * torch.rsqrt(var + eps) * weight + bias)
         block += 1
     features = h[num_support:].mean(dim=(2, 3)).reshape(num_examples - num_support, num_tasks, -1)
     logits = torch.einsum("qtc,tnc->tqn", features, params["head.weight"])
@@ -98,3 +103,22 @@ def query_outputs(model: nn.Module, params: Params, x_support: torch.Tensor,
         raise TypeError(f"protocol 'support-stats' needs a Conv4-like network with batch norm; "
                         f"{type(model).__name__} has none (use 'transductive')")
     return support_stats_forward_tasks(params, x_support, x_query)
+
+
+def support_stats_meta_loss(model: nn.Module, params: Params, tasks, loss_fn, inner_lr, inner_steps: int,
+                            first_order: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """MAML's meta-loss with MetaBN: the query set after adaptation is normalised with the support's statistics.
+
+    The inner loop is MAML's (the support set is normalised with its own statistics, as in
+    both protocols); only the query outputs differ from :func:`mamlkit.fast.meta_loss_batched`.
+    Training with it gives a network whose ``"support-stats"`` evaluation matches its training.
+
+    Returns:
+        ``(mean query loss, (T, Q, n_way) detached query outputs)``.
+    """
+    from mamlkit.fast import adapt_tasks, per_task
+
+    adapted = adapt_tasks(model, params, tasks.x_support, tasks.y_support, loss_fn, inner_lr,
+                          inner_steps, first_order)
+    outputs = query_outputs(model, adapted, tasks.x_support, tasks.x_query, "support-stats")
+    return per_task(loss_fn, outputs, tasks.y_query).mean(), outputs.detach()

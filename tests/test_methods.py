@@ -21,6 +21,8 @@ EX = {
     ("metasgd", False): ("ex2_1", "ex3_1"), ("metasgd", True): ("ex2_1", "ex3_1", "ex3_2"),
     ("anil", False): ("ex5_2", "ex2_1"), ("anil", True): ("ex5_2", "ex3_2"),
     ("protonet", False): ("ex5_1",),
+    ("reptile", False): ("ex2_1", "ex3_2"),
+    ("protomaml", False): ("ex5_1", "ex2_1"), ("protomaml", True): ("ex5_1", "ex3_2"),
 }
 
 

@@ -85,7 +85,7 @@ def test_unknown_protocol_is_a_clear_error():
 
 # Evaluation adapts first-order (3.2) and reports a confidence interval (4.2).
 EVAL_EX = {"maml": ("ex3_2", "ex4_2"), "metasgd": ("ex3_2", "ex4_2"), "anil": ("ex5_2", "ex3_2", "ex4_2"),
-           "protonet": ("ex5_1", "ex4_2")}
+           "protonet": ("ex5_1", "ex4_2"), "reptile": ("ex3_2", "ex4_2"), "protomaml": ("ex5_1", "ex3_2", "ex4_2")}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[getattr(pytest.mark, m) for m in EVAL_EX[n]])
@@ -118,3 +118,27 @@ def test_support_stats_queries_use_the_adapted_parameters():
     b = method.adaptation_curve(model, theta, same, 2, protocol="transductive")
     assert torch.equal(a, b)
     assert expand_tasks(theta, 2)["head.bias"].shape == (2, 3)
+
+
+@pytest.mark.ex2_1
+def test_metabn_meta_loss_gradient_matches_finite_differences():
+    """Training with support statistics differentiates through them (no F.batch_norm in eval mode)."""
+    from mamlkit.losses import cross_entropy
+    from mamlkit.protocols import support_stats_meta_loss
+
+    model, _, tasks = setup()
+    params = get_params(model)
+    names = list(params)
+    loss, outputs = support_stats_meta_loss(model, params, tasks, cross_entropy, 0.3, 1)
+    grads = torch.autograd.grad(loss, [params[n] for n in names])
+    assert outputs.shape == (tasks.num_tasks, tasks.x_query.shape[1], 3)
+    for name in ("blocks.0.conv.weight", "blocks.1.norm.weight", "blocks.3.norm.bias", "head.weight"):
+        step = torch.zeros_like(params[name])
+        step.view(-1)[0] = 1e-6
+
+        def moved(sign, name=name, step=step):
+            q = {n: (p + sign * step if n == name else p).detach().requires_grad_(True) for n, p in params.items()}
+            return support_stats_meta_loss(model, q, tasks, cross_entropy, 0.3, 1)[0].item()
+
+        numeric = (moved(1) - moved(-1)) / 2e-6
+        assert abs(numeric - grads[names.index(name)].view(-1)[0].item()) < 1e-6 * max(1.0, abs(numeric)), name

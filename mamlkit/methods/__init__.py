@@ -5,6 +5,8 @@
 ``anil``       ANIL: the inner loop adapts the head only (:mod:`.anil`)
 ``metasgd``    Meta-SGD: a learned inner rate per parameter element (:mod:`.metasgd`)
 ``protonet``   Prototypical Networks: no inner loop, nearest class mean (:mod:`.protonet`)
+``reptile``    Reptile: θ moves towards each task's SGD-adapted weights (:mod:`.reptile`)
+``protomaml``  ProtoMAML: MAML whose head starts at the prototypes (:mod:`.protomaml`)
 =============  ===========================================================================
 """
 
@@ -20,11 +22,13 @@ from mamlkit.methods.anil import ANIL
 from mamlkit.methods.base import MetaLearner, outer_step
 from mamlkit.methods.maml import MAML
 from mamlkit.methods.metasgd import MetaSGD
+from mamlkit.methods.protomaml import ProtoMAML
 from mamlkit.methods.protonet import ProtoNet
+from mamlkit.methods.reptile import Reptile
 
-ALGORITHMS: dict[str, type[MetaLearner]] = {cls.name: cls for cls in (MAML, ANIL, MetaSGD, ProtoNet)}
+ALGORITHMS: dict[str, type[MetaLearner]] = {cls.name: cls for cls in (MAML, ANIL, MetaSGD, ProtoNet, Reptile, ProtoMAML)}
 
-__all__ = ["ALGORITHMS", "ANIL", "MAML", "MetaLearner", "MetaSGD", "ProtoNet", "build_method", "outer_step"]
+__all__ = ["ALGORITHMS", "ANIL", "MAML", "MetaLearner", "MetaSGD", "ProtoMAML", "ProtoNet", "Reptile", "build_method", "outer_step"]
 
 
 def build_method(algorithm: str, params: Params, inner_lr: float = 0.4, inner_steps: int = 1,
@@ -34,7 +38,8 @@ def build_method(algorithm: str, params: Params, inner_lr: float = 0.4, inner_st
     """The algorithm called ``algorithm``, with its learned tensors fresh or from a checkpoint.
 
     Args:
-        algorithm: one of :data:`ALGORITHMS` (``maml``, ``anil``, ``metasgd``, ``protonet``).
+        algorithm: one of :data:`ALGORITHMS` (``maml``, ``anil``, ``metasgd``, ``protonet``,
+            ``reptile``, ``protomaml``).
         params: θ; learned rates are shaped after it and placed on its device.
         saved_rates: learned rates from a checkpoint (``state["inner_lrs"]``); when given they
             replace the fresh ones, as trainable tensors.
