@@ -61,6 +61,7 @@ def test_a_malformed_list_is_refused():
 def test_notebooks_01_to_03_ask_questions_and_the_student_readme_lists_each():
     questions = course_questions(REPO)
     chapters = {q.chapter for q in questions}
+    assert all(c.isdigit() for c in chapters), "only the numbered notebooks count"
     assert {"01", "02", "03"} <= chapters
     readme = student_readme(questions=questions)
     assert f"## Questions for written analysis ({len(questions)} questions, {POINTS} points each)" in readme

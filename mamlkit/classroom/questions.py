@@ -179,10 +179,14 @@ def course_questions(root: str | os.PathLike, notebooks: tuple[str, ...] | None 
 
     Args:
         root: the repository (either edition: the questions are the same in both).
-        notebooks: only these notebooks (repository paths); default every ``notebooks/*.ipynb``.
+        notebooks: only these notebooks (repository paths); default every numbered notebook,
+            ``notebooks/NN_*.ipynb`` (not scratch copies such as ``notebooks/_tmp.ipynb``).
     """
     root = Path(root)
-    paths = sorted((root / "notebooks").glob("*.ipynb")) if notebooks is None else [root / n for n in notebooks]
+    if notebooks is None:  # the course's notebooks are numbered: 01_autograd_basics.ipynb, ...
+        paths = sorted(p for p in (root / "notebooks").glob("*.ipynb") if re.match(r"\d+_", p.name))
+    else:
+        paths = [root / n for n in notebooks]
     found: list[WrittenQuestion] = []
     for path in paths:
         rel = path.relative_to(root).as_posix()
