@@ -28,6 +28,23 @@ from mamlkit.train import TrainConfig, Trainer, meta_lr_at
 
 ALL_METHODS = ("maml", "fomaml", "anil", "protonet", "metasgd")
 
+# The exercises (mamlkit/classroom/exercises.py) whose code each case runs: 2.1 adapt and
+# gradient_step, 3.1 meta_loss, 3.2 first-order gradients (evaluate's inner loop), 4.2 the
+# confidence interval, 5.1 ProtoNet, 5.2 ANIL's head-only loop.
+EX = {"2.1": pytest.mark.ex2_1, "3.1": pytest.mark.ex3_1, "3.2": pytest.mark.ex3_2,
+      "4.2": pytest.mark.ex4_2, "5.1": pytest.mark.ex5_1, "5.2": pytest.mark.ex5_2}
+
+
+def ran(value, *exercises):
+    """A parameter of a test whose case runs the code of ``exercises``."""
+    return pytest.param(value, marks=[EX[e] for e in exercises])
+
+
+# The exercises each method's meta_loss, adaptation curve and evaluate run.
+METHOD_EXERCISES = {"maml": ("2.1", "3.1", "3.2", "4.2"), "fomaml": ("2.1", "3.1", "3.2", "4.2"),
+                    "metasgd": ("2.1", "3.1", "3.2", "4.2"), "anil": ("2.1", "3.2", "4.2", "5.2"),
+                    "protonet": ("4.2", "5.1")}
+
 
 def blob_tasks(num_tasks=3, n_way=3, seed=0, dtype=torch.float64) -> TaskBatch:
     tasks = sample_blob_tasks(num_tasks, n_way=n_way, k_shot=2, n_query=3,
@@ -122,6 +139,8 @@ def regression_tasks():
     return TaskBatch(x_s, torch.sin(x_s).squeeze(-1), x_q, torch.sin(x_q).squeeze(-1))  # targets (T, S)
 
 
+@pytest.mark.ex2_1
+@pytest.mark.ex3_1
 @pytest.mark.parametrize("path", ["adapt", "loop", "fast", "outer_step", "evaluate"])
 def test_a_loss_whose_targets_broadcast_against_the_outputs_is_refused(path):
     torch.manual_seed(0)
@@ -150,7 +169,8 @@ def test_a_loss_whose_targets_broadcast_against_the_outputs_is_refused(path):
 
 # --- 2. tied weights: the module is never changed, the shared tensor adapts once -------------------
 
-@pytest.mark.parametrize("entry", ["adapt", "loop outer_step", "fast outer_step", "evaluate"])
+@pytest.mark.parametrize("entry", [ran("adapt", "2.1"), ran("loop outer_step", "2.1", "3.1"),
+                                   ran("fast outer_step", "2.1"), ran("evaluate", "3.2", "4.2")])
 def test_a_module_with_tied_weights_is_never_changed_and_adapts_the_shared_tensor_once(entry):
     model = Tied().double()
     before, parameters = snapshot(model), dict(model.named_parameters(remove_duplicate=False))
@@ -184,6 +204,9 @@ def train_params(tmp_path, name, config, resume_from=None, global_seed=0):
     return {n: p.detach().clone() for n, p in trainer.params.items()}
 
 
+@pytest.mark.ex2_1
+@pytest.mark.ex3_2
+@pytest.mark.ex4_2
 def test_dropout_training_does_not_depend_on_validation_or_on_resuming(tmp_path, no_plots):
     straight = train_params(tmp_path, "straight", trainer_config())
     often = train_params(tmp_path, "often", trainer_config(val_every=2))
@@ -199,6 +222,8 @@ def test_dropout_training_does_not_depend_on_validation_or_on_resuming(tmp_path,
 
 # --- 4. validation and test in eval mode ---------------------------------------------------------
 
+@pytest.mark.ex3_2
+@pytest.mark.ex4_2
 def test_validation_runs_in_eval_mode_by_default_and_is_repeatable(tmp_path):
     trainer = Trainer(trainer_config(), tmp_path, {"train": Blobs(), "val": Blobs()}, model=Own(dropout=0.5))
     first, second = trainer.evaluate("val")["mean"], trainer.evaluate("val")["mean"]
@@ -213,6 +238,8 @@ def test_validation_runs_in_eval_mode_by_default_and_is_repeatable(tmp_path):
     assert on.evaluate("val")["per_task"] != trainer.evaluate("val")["per_task"]
 
 
+@pytest.mark.ex3_2
+@pytest.mark.ex4_2
 def test_evaluate_switches_dropout_off_unless_asked_and_restores_the_mode():
     model, tasks = Own(dropout=0.5).double(), blob_tasks()
     params = get_params(model)
@@ -229,7 +256,7 @@ def test_evaluate_switches_dropout_off_unless_asked_and_restores_the_mode():
 # --- 5. every method on a plain module with a head ----------------------------------------------
 
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
-@pytest.mark.parametrize("name", ALL_METHODS)
+@pytest.mark.parametrize("name", [ran(name, *METHOD_EXERCISES[name]) for name in ALL_METHODS])
 def test_every_method_runs_on_a_plain_module_with_a_head_fast_equals_loop(name, dropout):
     model, tasks = Own(dropout=dropout).double(), blob_tasks()
     if dropout:
@@ -256,7 +283,7 @@ def test_every_method_runs_on_a_plain_module_with_a_head_fast_equals_loop(name, 
     assert_module_intact(model, before, parameters)
 
 
-@pytest.mark.parametrize("algorithm", ["anil", "protonet"])
+@pytest.mark.parametrize("algorithm", [ran(name, *METHOD_EXERCISES[name]) for name in ("anil", "protonet")])
 def test_the_trainer_trains_anil_and_protonet_on_a_plain_module(tmp_path, algorithm):
     trainer = Trainer(trainer_config(algorithm=algorithm), tmp_path, {"train": Blobs(), "val": Blobs()},
                       model=Own(dropout=0.3).float())
@@ -266,7 +293,7 @@ def test_the_trainer_trains_anil_and_protonet_on_a_plain_module(tmp_path, algori
 
 # --- 6. tuple outputs: a one-line refusal and a documented selector -------------------------------
 
-@pytest.mark.parametrize("entry", ["adapt", "fast", "loop", "evaluate", "anil"])
+@pytest.mark.parametrize("entry", [ran("adapt", "2.1"), "fast", ran("loop", "2.1", "3.1"), "evaluate", "anil"])
 def test_a_model_returning_a_tuple_is_refused_with_the_selector_named(entry):
     model, tasks = TupleOut().double(), blob_tasks()
     params = get_params(model)
@@ -282,6 +309,11 @@ def test_a_model_returning_a_tuple_is_refused_with_the_selector_named(entry):
                 meta_loss(model, params, tasks, cross_entropy, 0.4, 1)
 
 
+@pytest.mark.ex2_1
+@pytest.mark.ex3_1
+@pytest.mark.ex3_2
+@pytest.mark.ex5_1
+@pytest.mark.ex5_2
 def test_select_output_meta_trains_the_first_output_exactly():
     model, tasks = TupleOut().double(), blob_tasks()
     selected = SelectOutput(model, 0)
@@ -302,6 +334,9 @@ def cosine(**changes):
                              **changes})
 
 
+@pytest.mark.ex2_1
+@pytest.mark.ex3_2
+@pytest.mark.ex4_2
 def test_extending_a_cosine_run_is_refused_unless_the_schedule_is_chosen(tmp_path, no_plots):
     short = Trainer(cosine(), tmp_path, {"train": Blobs(), "val": Blobs()}, model=Own().float())
     short.train(progress=False)
@@ -336,7 +371,8 @@ def test_the_command_line_offers_the_schedule_choice():
 
 # --- 8. evaluate under torch.inference_mode() ------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["maml", "anil", "protonet", "plain"])
+@pytest.mark.parametrize("name", [ran("maml", "3.2", "4.2"), ran("anil", "3.2", "4.2", "5.2"),
+                                  ran("protonet", "3.2", "4.2", "5.1"), ran("plain", "3.2", "4.2")])
 def test_evaluate_under_inference_mode_gives_the_same_numbers(name):
     model = tiny_conv(n_way=3).float()
     params = get_params(model)
@@ -362,6 +398,8 @@ def test_evaluate_under_inference_mode_gives_the_same_numbers(name):
 
 # --- 9. a head with more ways than the tasks ------------------------------------------------------
 
+@pytest.mark.ex3_2
+@pytest.mark.ex4_2
 def test_a_five_way_model_on_three_way_tasks_is_refused_with_how_to_use_fewer_ways(tmp_path):
     from helpers import image_tasks
 
@@ -393,6 +431,7 @@ class SyntheticImages:
                          torch.rand(n, 6, 1, 28, 28, generator=generator), labels)
 
 
+@pytest.mark.ex2_1
 def test_the_trainer_refuses_a_model_whose_forward_tasks_disagrees_with_forward(tmp_path):
     config = trainer_config(channels=4, meta_batch_size=2, val_tasks=2)
     samplers = {"train": SyntheticImages(), "val": SyntheticImages()}
@@ -408,6 +447,9 @@ def test_the_trainer_refuses_a_model_whose_forward_tasks_disagrees_with_forward(
     assert fine.iteration == 1
 
 
+@pytest.mark.ex2_1
+@pytest.mark.ex3_2
+@pytest.mark.ex4_2
 def test_the_model_check_is_cheap_and_once(tmp_path, monkeypatch):
     config = trainer_config(channels=4, meta_batch_size=2, val_tasks=2)
     trainer = Trainer(config, tmp_path, {"train": SyntheticImages(), "val": SyntheticImages()},
@@ -439,6 +481,10 @@ def meta_numbers(model, tasks):
     return out
 
 
+@pytest.mark.ex2_1
+@pytest.mark.ex3_1
+@pytest.mark.ex3_2
+@pytest.mark.ex4_2
 def test_a_compiled_module_gives_the_numbers_of_the_module_itself():
     tasks = blob_tasks()
     plain, compiled = meta_numbers(small_net(), tasks), meta_numbers(torch.compile(small_net()), tasks)
@@ -461,7 +507,7 @@ class Checkpointed(nn.Module):
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize("reentrant", [False, True])
-@pytest.mark.parametrize("entry", ["loop", "fast", "evaluate"])
+@pytest.mark.parametrize("entry", [ran("loop", "2.1", "3.1"), "fast", "evaluate"])
 def test_checkpointed_layers_are_refused_since_their_recomputation_ignores_the_adapted_weights(reentrant, entry):
     model, tasks = Checkpointed(reentrant).double(), blob_tasks()
     params = get_params(model)
