@@ -339,13 +339,6 @@ def outer_step(
     threads = parallel_threads(model, params, method, task_threads)
     compute = meta_loss_batched if method == "fast" else meta_loss
 
-    metrics = {}
-    if metrics_before:
-        # Before the update, so that "before" and "after" adaptation describe the same θ.
-        with torch.no_grad():
-            before = torch.stack([forward(model, params, x) for x in tasks.x_query])
-        metrics.update(query_metrics(before, tasks.y_query, loss_fn, prefix="query_before"))
-
     losses, outputs = accumulate_meta_gradient(
         lambda part: compute(model, params, part, loss_fn, inner_lr, inner_steps, first_order),
         tasks, optimizer, task_chunk_size, threads)
@@ -355,6 +348,13 @@ def outer_step(
             raise NonFiniteError(refusal("the query loss after adaptation", loss.item(), inner_lr,
                                          _learning_rate(optimizer)))
     nonfinite_guard(params, inner_lr)(optimizer, (), {})  # raises before θ or the state change
+    metrics = {}
+    if metrics_before:
+        # Before the update, so that "before" and "after" adaptation describe the same θ; after the
+        # meta-gradient, so that random layers (dropout) draw the same masks for it either way.
+        with torch.no_grad():
+            before = torch.stack([forward(model, params, x) for x in tasks.x_query])
+        metrics.update(query_metrics(before, tasks.y_query, loss_fn, prefix="query_before"))
     optimizer.step()
 
     return {**query_metrics(outputs, tasks.y_query, loss_fn), **metrics}

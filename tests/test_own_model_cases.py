@@ -220,6 +220,17 @@ def test_dropout_training_does_not_depend_on_validation_or_on_resuming(tmp_path,
     assert not torch.equal(other["head.weight"], straight["head.weight"])
 
 
+@pytest.mark.ex2_1
+@pytest.mark.ex3_2
+@pytest.mark.ex4_2
+def test_dropout_training_does_not_depend_on_how_often_it_logs(tmp_path, no_plots):
+    # Logged steps also measure θ before adaptation; those forwards must not draw this step's masks.
+    every_step = train_params(tmp_path, "every", trainer_config(log_every=1))
+    seldom = train_params(tmp_path, "seldom", trainer_config(log_every=100))
+    for name in seldom:
+        assert torch.equal(every_step[name], seldom[name]), "logging more often changed θ"
+
+
 # --- 4. validation and test in eval mode ---------------------------------------------------------
 
 @pytest.mark.ex3_2

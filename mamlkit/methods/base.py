@@ -132,16 +132,16 @@ def outer_step(
     check_tasks(tasks)
     threads = parallel_threads(model, params, implementation, task_threads)
 
-    metrics = {}
-    if metrics_before and method.has_inner_loop:
-        # Before the update, so that "before" and "after" adaptation describe the same θ.
-        with torch.no_grad():
-            before = torch.stack([forward(model, params, x) for x in tasks.x_query])
-        metrics.update(query_metrics(before, tasks.y_query, method.loss_fn, prefix="query_before"))
-
     _, outputs = accumulate_meta_gradient(lambda part: method.meta_loss(model, params, part, implementation),
                                           tasks, optimizer, task_chunk_size, threads)
     nonfinite_guard(params, method.inner_lr)(optimizer, (), {})  # raises before anything changes
+    metrics = {}
+    if metrics_before and method.has_inner_loop:
+        # Before the update, so that "before" and "after" adaptation describe the same θ; after the
+        # meta-gradient, so that random layers (dropout) draw the same masks for it either way.
+        with torch.no_grad():
+            before = torch.stack([forward(model, params, x) for x in tasks.x_query])
+        metrics.update(query_metrics(before, tasks.y_query, method.loss_fn, prefix="query_before"))
     optimizer.step()
 
     return {**query_metrics(outputs, tasks.y_query, method.loss_fn), **metrics}
