@@ -148,3 +148,28 @@ def test_on_epoch_sees_every_epoch_and_a_longer_run_starts_as_the_shorter_one():
     assert [(e, n) for e, n, _ in seen] == [(1, 4), (2, 8), (3, 12)]
     for name, tensor in short.items():
         torch.testing.assert_close(seen[1][2][name], tensor)
+
+
+def test_features_and_heads_run_on_one_thread_with_the_same_numbers_and_restore_the_thread_count():
+    from contextlib import nullcontext
+
+    import mamlkit.transfer_baseline as transfer_baseline
+
+    model = Conv4(3, channels=4, generator=torch.Generator().manual_seed(0))
+    params = {n: p.detach() for n, p in get_params(model).items() if n.startswith("blocks.")}
+    x = torch.rand(4, 3, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(3).expand(4, -1)
+    threads = torch.get_num_threads()
+    one = transfer_baseline.features(model, params, x)
+    heads_one = transfer_baseline.fine_tune_heads(one, y, 3, steps=20, lr=0.1)
+    assert torch.get_num_threads() == threads, "the thread count is restored"
+    original = transfer_baseline._one_thread
+    try:
+        transfer_baseline._one_thread = nullcontext  # as many threads as torch has
+        many = transfer_baseline.features(model, params, x)
+        heads_many = transfer_baseline.fine_tune_heads(many, y, 3, steps=20, lr=0.1)
+    finally:
+        transfer_baseline._one_thread = original
+    torch.testing.assert_close(one, many, rtol=1e-5, atol=1e-6)
+    for a, b in zip(heads_one, heads_many):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
