@@ -7,12 +7,12 @@ MetaBN (Bronskill et al. 2020) at test time only. This script trains one network
 transductive``) as its control, so that the two differ in the protocol alone. The recipe is
 fast-preset-like and short: 8 tasks of 5 queries per class per meta-step, second order with a
 first-order warm-up, Adam 0.003 annealed by a cosine, fixed α = 0.4, one inner step (three at
-test), seed 0. The commands that made ``assets/omniglot_5w1s_metabn*.pt``::
+test), seed 0. The commands that made ``assets/metabn_5w1s*.pt``::
 
-    OMP_NUM_THREADS=1 python benchmarks/metabn_training.py --protocol support-stats --run-dir runs/metabn
-    OMP_NUM_THREADS=1 python benchmarks/metabn_training.py --protocol transductive --run-dir runs/metabn_control
-    python -m mamlkit export --run-dir runs/metabn --out assets/omniglot_5w1s_metabn.pt --tasks 600
-    python -m mamlkit export --run-dir runs/metabn_control --out assets/omniglot_5w1s_metabn_control.pt --tasks 600
+    OMP_NUM_THREADS=1 python benchmarks/metabn_training.py --protocol support-stats --run-dir runs/metabn_support-stats
+    OMP_NUM_THREADS=1 python benchmarks/metabn_training.py --protocol transductive --run-dir runs/metabn_transductive
+    python -m mamlkit export --run-dir runs/metabn_support-stats --out assets/metabn_5w1s.pt --tasks 600
+    python -m mamlkit export --run-dir runs/metabn_transductive --out assets/metabn_5w1s_control.pt --tasks 600
 
 The checkpoint's config says ``algorithm: maml``: at test time MAML adapts it as any other, and
 ``--protocol`` chooses the normalisation of the query set.

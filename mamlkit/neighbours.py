@@ -25,6 +25,7 @@ PUBLISHED = {
     "anil": ("–", "Raghu et al. 2020 report 20-way only (1-shot 96.2 ± 0.5)"),
     "metasgd": ("99.53 ± 0.26", "Li et al. 2017"),
     "protonet": ("98.8", "Snell et al. 2017"),
+    "reptile": ("97.68 ± 0.04", "Nichol et al. 2018, Table 1, with transduction (95.39 ± 0.09 without)"),
 }
 
 #: The rows of the table: (key, label, asset stem).
@@ -34,7 +35,13 @@ ROWS = (
     ("anil", "ANIL (head-only inner loop)", "omniglot_5w1s_anil"),
     ("metasgd", "Meta-SGD (per-element rates)", "omniglot_5w1s_metasgd"),
     ("protonet", "Prototypical Networks", "omniglot_5w1s_protonet"),
+    ("reptile", "Reptile (5 SGD steps; 400 steps of 8 tasks)", "omniglot_5w1s_reptile"),
 )
+
+#: key -> (algorithm, first_order, inner steps) of each row, for the cost of one meta-step.
+VARIANTS = {"maml": ("maml", False, 1), "fomaml": ("maml", True, 1), "anil": ("anil", False, 1),
+            "metasgd": ("metasgd", False, 1), "protonet": ("protonet", False, 1),
+            "reptile": ("reptile", True, 5)}
 
 
 def meta_step_cost(method: MetaLearner, model: nn.Module, params: Params, tasks: TaskBatch,
