@@ -10,6 +10,7 @@ embeddings, and there is no second copy of the body to keep in step with it.
 
 from __future__ import annotations
 
+import threading
 import weakref
 
 import torch
@@ -82,6 +83,7 @@ def task_query_outputs(model: nn.Module, params: Params, x_support: torch.Tensor
 
 # Modules whose forward was checked to end with its head (check_head_is_last).
 _HEAD_IS_LAST: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
+_CHECKING = threading.Lock()
 
 
 def check_head_is_last(model: nn.Module, params: Params, x: torch.Tensor) -> None:
@@ -95,10 +97,16 @@ def check_head_is_last(model: nn.Module, params: Params, x: torch.Tensor) -> Non
     Raises:
         ValueError: ``head_logits(head, embed(x))`` differs from ``forward(x)``.
     """
-    from mamlkit.evaluate import evaluation_mode  # evaluate builds on the methods' modules
-
     if model in _HEAD_IS_LAST:
         return
+    with _CHECKING:  # training's task threads: one check at a time (it runs the module itself)
+        if model not in _HEAD_IS_LAST:
+            _check_head_is_last(model, params, x)
+
+
+def _check_head_is_last(model: nn.Module, params: Params, x: torch.Tensor) -> None:
+    from mamlkit.evaluate import evaluation_mode  # evaluate builds on the methods' modules
+
     # Dropout off, and any other random layer drawing the same numbers in both forwards.
     devices = [x.device] if x.device.type == "cuda" else []
     with torch.no_grad(), evaluation_mode(model), torch.random.fork_rng(devices=devices):
