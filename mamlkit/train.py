@@ -494,7 +494,6 @@ class Trainer:
                     and bool(torch.isfinite(outputs).all())):
                 batched = self.model.forward_tasks({n: p.expand(part.num_tasks, *p.shape) for n, p in params.items()},
                                                    part.x_support)
-                scale = float(outputs.abs().max()) + 1e-6
                 scale = float(outputs.nan_to_num(0.0, 0.0, 0.0).abs().max()) + 1e-6
                 # inf/nan where forward has them too is θ's own trouble, for the step to report.
                 agree = (isinstance(batched, torch.Tensor) and batched.shape == outputs.shape
