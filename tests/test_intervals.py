@@ -29,6 +29,7 @@ def test_wilson_interval_rejects_impossible_counts():
         wilson_interval(1, 4, z=0)
 
 
+@pytest.mark.ex4_2  # mean_confidence_interval, Exercise 4.2
 def test_a_perfect_task_set_gets_a_point_from_the_normal_interval_and_the_bootstrap_but_not_from_wilson():
     perfect = torch.ones(20)
     mean, ci95 = mean_confidence_interval(perfect)
@@ -38,6 +39,7 @@ def test_a_perfect_task_set_gets_a_point_from_the_normal_interval_and_the_bootst
     assert high == 1.0 and 0.8 < low < 0.85
 
 
+@pytest.mark.ex4_2  # mean_confidence_interval, Exercise 4.2
 def test_task_wilson_interval_is_at_least_as_wide_as_the_normal_interval_of_accuracies_in_0_1():
     g = torch.Generator().manual_seed(0)
     for _ in range(20):
@@ -50,6 +52,7 @@ def test_task_wilson_interval_is_at_least_as_wide_as_the_normal_interval_of_accu
         task_wilson_interval(torch.tensor([0.5, 1.5]))
 
 
+@pytest.mark.ex4_2  # mean_confidence_interval, Exercise 4.2
 def test_bootstrap_interval_is_seeded_and_close_to_the_normal_interval_away_from_the_edges():
     g = torch.Generator().manual_seed(1)
     per_task = torch.rand(400, generator=g) * 0.6 + 0.2

@@ -257,7 +257,7 @@ def test_metasgd_without_rates_is_a_clear_error():
 
 def test_unknown_algorithm_is_a_clear_error():
     with pytest.raises(ValueError, match="algorithm must be one of"):
-        build_method("reptile", {"head.weight": torch.zeros(2, 2), "head.bias": torch.zeros(2)})
+        build_method("no-such-method", {"head.weight": torch.zeros(2, 2), "head.bias": torch.zeros(2)})
 
 
 def test_unknown_implementation_is_a_clear_error():

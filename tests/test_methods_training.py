@@ -102,7 +102,7 @@ def test_protonet_refuses_inner_loop_settings():
     with pytest.raises(ValueError, match="has no inner loop"):
         tiny_config(algorithm="protonet", first_order=True).validate()
     with pytest.raises(ValueError, match="algorithm must be one of"):
-        tiny_config(algorithm="reptile").validate()
+        tiny_config(algorithm="no-such-method").validate()
     with pytest.raises(ValueError, match="implementation must be"):
         tiny_config(implementation="vmap").validate()
     assert ProtoNet.has_inner_loop is False

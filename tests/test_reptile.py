@@ -91,6 +91,7 @@ def test_reptile_refuses_learned_rates():
         build_method("reptile", params, 0.4, 1, learn_inner_lrs=True)
 
 
+@pytest.mark.ex5_1  # prototypes, Exercise 5.1
 def test_prototype_head_gives_protonet_logits_up_to_a_per_example_constant():
     g = torch.Generator().manual_seed(0)
     support, query = torch.randn(6, 4, generator=g, dtype=torch.float64), torch.randn(5, 4, generator=g, dtype=torch.float64)
@@ -105,6 +106,7 @@ def test_prototype_head_gives_protonet_logits_up_to_a_per_example_constant():
 
 @pytest.mark.ex2_1
 @pytest.mark.ex3_2
+@pytest.mark.ex5_1
 @pytest.mark.parametrize("first_order", [False, True])
 def test_protomaml_fast_path_equals_a_hand_written_loop(first_order):
     """Fast path and the class's loop against MAML written out from the prototype head."""
@@ -138,6 +140,7 @@ def test_protomaml_fast_path_equals_a_hand_written_loop(first_order):
 
 @pytest.mark.ex3_2
 @pytest.mark.ex4_2
+@pytest.mark.ex5_1
 @pytest.mark.parametrize("protocol", ["transductive", "support-stats"])
 def test_protomaml_curve_starts_at_protonet_accuracy(protocol):
     model, params, tasks = setup()
