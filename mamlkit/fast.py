@@ -148,7 +148,31 @@ def adapt_tasks(
     """
     num_tasks = x_support.shape[0]
     params = adaptable(params)  # weights loaded from a file have no requires_grad: adapt them all
-    adapted = {name: p.expand(num_tasks, *p.shape) for name, p in params.items()}
+    start = {name: p.expand(num_tasks, *p.shape) for name, p in params.items()}
+    return adapt_tasks_from(model, start, x_support, y_support, loss_fn, inner_lr, inner_steps, first_order)
+
+
+def adapt_tasks_from(
+    model: nn.Module,
+    start: Params,
+    x_support: torch.Tensor,
+    y_support: torch.Tensor,
+    loss_fn: LossFn,
+    inner_lr: InnerLR,
+    inner_steps: int,
+    first_order: bool = False,
+) -> Params:
+    """``inner_steps`` steps for ``T`` tasks at once from per-task starting weights.
+
+    Args:
+        start: ``{name: (T, *shape)}``, one starting point per task (θ expanded, or, in
+            ProtoMAML, θ with each task's prototype head).
+        x_support: ``(T, S, ...)``; y_support: ``(T, S)`` or ``(T, S, D)``.
+
+    Returns:
+        φ for every task: ``{name: (T, *shape)}``.
+    """
+    adapted = dict(start)
     for _ in range(inner_steps):
         losses = per_task(loss_fn, forward_tasks(model, adapted, x_support), y_support)  # (T,)
         adapted = gradient_step(losses.sum(), adapted, inner_lr, first_order)

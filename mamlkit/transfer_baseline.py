@@ -29,7 +29,6 @@ import argparse
 import json
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -39,6 +38,13 @@ import torch.nn.functional as F
 from mamlkit.evaluate import mean_confidence_interval
 from mamlkit.functional import Params, forward, get_params
 from mamlkit.models import Conv4
+
+# Features and heads on one intra-op thread: a task is a handful of 28×28 images and a head a
+# few hundred numbers, so splitting them over threads costs more than it saves, and beside other
+# jobs far more (the course's shared 2-core CPU under load, 50 tasks: their features 8.6 s with
+# two threads, 0.4 s with one; 100 Adam steps of their heads 4.1 s and 0.2 s). Same numbers
+# (a test checks the heads).
+from mamlkit.publish import one_thread as _one_thread
 from mamlkit.tasks import TaskBatch
 
 __all__ = ["batch_norm_statistics", "features", "fine_tune_heads", "head_accuracy", "load_backbone", "pretrain_classifier", "rotated_classes",
@@ -195,24 +201,6 @@ def features(model: Conv4, params: Params, x: torch.Tensor,
         for block in range(_num_blocks(params)):
             h = _block_forward(params, block, h, statistics)
     return h.mean(dim=(-2, -1)).view(*x.shape[:2], -1)
-
-
-@contextmanager
-def _one_thread():
-    """Run the block with one intra-op thread, then restore the number there was.
-
-    A task is a handful of 28×28 images and a head a few hundred numbers: splitting such tiny
-    operations over threads costs more than it saves, and beside other jobs far more (measured on
-    the course's shared 2-core CPU under load, 50 tasks: the features of their support and query
-    images 8.6 s with two threads, 0.4 s with one; 100 Adam steps of their heads 4.1 s and 0.2 s).
-    The results are the same numbers (a test checks the heads).
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def fine_tune_heads(

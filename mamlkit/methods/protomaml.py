@@ -20,12 +20,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mamlkit.fast import forward_tasks, per_task
+from mamlkit.fast import adapt_tasks_from, forward_tasks, per_task
 from mamlkit.functional import Params, adaptable, forward
-from mamlkit.inner_loop import InnerLR, LossFn, gradient_step, init_inner_lrs
+from mamlkit.inner_loop import gradient_step
 from mamlkit.losses import accuracy
-from mamlkit.methods.base import MetaLearner, Metric, check_implementation
+from mamlkit.methods.base import Metric, check_implementation
 from mamlkit.methods.embedding import embed, embed_tasks, expand_tasks, split_head
+from mamlkit.methods.maml import MAML
 from mamlkit.methods.protonet import prototypes
 from mamlkit.outer_loop import check_tasks
 from mamlkit.protocols import check_protocol, query_outputs
@@ -59,25 +60,13 @@ def with_prototype_heads(model: nn.Module, params: Params, x_support: torch.Tens
     return {**start, **prototype_head(features, y_support, n_way)}
 
 
-def adapt_from(model: nn.Module, start: Params, x_support: torch.Tensor, y_support: torch.Tensor,
-               loss_fn: LossFn, inner_lr: InnerLR, inner_steps: int, first_order: bool = False) -> Params:
-    """``inner_steps`` steps for ``T`` tasks at once from per-task starting weights ``{name: (T, ...)}``."""
-    adapted = dict(start)
-    for _ in range(inner_steps):
-        losses = per_task(loss_fn, forward_tasks(model, adapted, x_support), y_support)
-        adapted = gradient_step(losses.sum(), adapted, inner_lr, first_order)
-    return adapted
+class ProtoMAML(MAML):
+    """MAML whose inner loop starts each task from the prototype head (θ's head is not used).
 
-
-class ProtoMAML(MetaLearner):
-    """MAML whose inner loop starts each task from the prototype head (θ's head is not used)."""
+    Its inner rates are MAML's (learned per tensor from α with ``learn_inner_lrs``).
+    """
 
     name = "protomaml"
-
-    @staticmethod
-    def init_rates(params: Params, inner_lr: float, learn: bool):
-        """Learned per-tensor rates starting at α when ``learn`` (as MAML's), else ``None``."""
-        return init_inner_lrs(params, inner_lr) if learn else None
 
     def meta_loss(self, model: nn.Module, params: Params, tasks: TaskBatch,
                   implementation: str = "fast") -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,7 +75,7 @@ class ProtoMAML(MetaLearner):
         check_tasks(tasks)
         if implementation == "fast":
             start = with_prototype_heads(model, params, tasks.x_support, tasks.y_support)
-            adapted = adapt_from(model, start, tasks.x_support, tasks.y_support, self.loss_fn,
+            adapted = adapt_tasks_from(model, start, tasks.x_support, tasks.y_support, self.loss_fn,
                                  self.inner_lr, self.inner_steps, self.first_order)
             outputs = forward_tasks(model, adapted, tasks.x_query)
             return per_task(self.loss_fn, outputs, tasks.y_query).mean(), outputs.detach()
@@ -123,6 +112,6 @@ class ProtoMAML(MetaLearner):
                     rows.append(per_task(metric, outputs, tasks.y_query, what="metric"))
                 if step < max_steps:
                     adapted = {n: t.detach().requires_grad_(True) for n, t in
-                               adapt_from(model, adapted, tasks.x_support, tasks.y_support, self.loss_fn,
+                               adapt_tasks_from(model, adapted, tasks.x_support, tasks.y_support, self.loss_fn,
                                           rates, 1, first_order=True).items()}
         return torch.stack(rows)
