@@ -28,7 +28,17 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from mamlkit.functional import Params, adaptable, buffer_copies, check_output, forward, module_restored, run_module
+from mamlkit.functional import (
+    Params,
+    adaptable,
+    buffer_copies,
+    check_inputs_match,
+    check_output,
+    check_parameters_swapped,
+    forward,
+    module_restored,
+    run_module,
+)
 from mamlkit.inner_loop import InnerLR, LossFn, gradient_step
 from mamlkit.losses import check_loss_inputs
 from mamlkit.tasks import TaskBatch
@@ -72,6 +82,7 @@ def forward_tasks(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Te
         TypeError: the module returns something else than one tensor (e.g. a tuple; see
             :class:`mamlkit.functional.SelectOutput`).
     """
+    check_inputs_match(params, x, "the input")
     if hasattr(model, "forward_tasks"):
         return check_output(model, model.forward_tasks(params, x))
     if vmap_is_exact(model):
@@ -90,7 +101,12 @@ def forward_tasks(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Te
             # without vmap's wrapping.
             _VMAP_FAILED.add(model)
         else:
-            return check_output(model, output)
+            output = check_output(model, output)
+            if output.grad_fn is not None:
+                check_parameters_swapped(model, params, output)
+            else:  # no graph: one task's forward with gradients on
+                check_parameters_swapped(model, {name: p[0] for name, p in params.items()}, output, probe_x=x[0])
+            return output
     per_task = {name: p.unbind(0) for name, p in params.items()}
     return torch.stack([forward(model, {name: p[i] for name, p in per_task.items()}, x[i])
                         for i in range(x.shape[0])])

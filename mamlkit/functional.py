@@ -21,6 +21,7 @@ from typing import Dict
 
 import torch
 from torch import nn
+from torch.autograd.graph import get_gradient_edge
 from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
 
@@ -115,6 +116,89 @@ def buffer_copies(model: nn.Module) -> Params:
     return {name: b.clone() for name, b in model.named_buffers()}
 
 
+def check_inputs_match(params: Params, x: torch.Tensor, name: str) -> None:
+    """Raise a ValueError when inputs ``x`` and the parameters differ in float dtype or device.
+
+    Otherwise the model's first layer fails deep inside torch ("mat1 and mat2 must have the
+    same dtype"); integer inputs (token ids, say) are left to the model.
+    """
+    if not params:
+        return
+    reference = next(iter(params.values()))
+    if x.device != reference.device:
+        raise ValueError(f"{name} is on {x.device} but params are on {reference.device}; "
+                         f"move the tasks with tasks.to({str(reference.device)!r})")
+    if x.is_floating_point() and reference.is_floating_point() and x.dtype != reference.dtype:
+        raise ValueError(f"{name} is {x.dtype} but params are {reference.dtype}; convert the inputs "
+                         f"(x.to({reference.dtype})) or the model (model.to({x.dtype}) before get_params)")
+
+
+# Modules whose outputs were found to depend on the parameters passed in, not on their own.
+_SWAP_CHECKED: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
+
+
+def check_parameters_swapped(model: nn.Module, params: Params, output: torch.Tensor,
+                             probe_x: torch.Tensor | None = None) -> None:
+    """Raise a ValueError when ``output`` depends on a parameter of the module that ``params`` replaces.
+
+    :func:`torch.func.functional_call` swaps the parameters *registered* in the module. A tensor
+    the forward reaches some other way (``self.refs = [self.fc.weight]``, a closure, a plain
+    attribute) keeps the module's own value: θ's tensor of that name is ignored and its
+    meta-gradient is silently zero. Checked once per module, by walking the output's graph back
+    to its leaves (a few hundred nodes for a small network); a first output without a graph
+    (evaluation under ``torch.no_grad``, ANIL's frozen body) is checked on one extra forward
+    with gradients on (:func:`_check_on_a_probe`).
+    """
+    if model in _SWAP_CHECKED:
+        return
+    if output.grad_fn is None:
+        if probe_x is not None:
+            _check_on_a_probe(model, params, probe_x)
+        else:
+            _SWAP_CHECKED.add(model)  # even with gradients on, the output depends on no parameter
+        return
+    replaced = {id(p): name for name, p in model.named_parameters(remove_duplicate=False)
+                if name in params and params[name] is not p and p.requires_grad}
+    # The walk stops at the tensors passed in: φ computed from the module's own tensors (θ being
+    # dict(model.named_parameters())) reaches them through params, as it should.
+    passed_in = {get_gradient_edge(t).node for t in params.values() if t.requires_grad}
+    frontier, seen = ([] if output.grad_fn in passed_in else [output.grad_fn]), set(passed_in)
+    while replaced and frontier:
+        node = frontier.pop()
+        leaf = getattr(node, "variable", None)
+        if leaf is not None and id(leaf) in replaced:
+            name = replaced[id(leaf)]
+            raise ValueError(
+                f"{type(model).__name__}'s output depends on its own parameter {name!r}, not on the tensor "
+                f"passed for it in params: functional_call, which every inner loop here runs, swaps only the "
+                f"parameters registered in the module, so a reference kept elsewhere (a list, a plain attribute, "
+                f"a closure) is not replaced and {name!r} would get a zero meta-gradient without any error. "
+                f"Reach it through its module inside forward (self.fc.weight, self.fc(x))."
+            )
+        for next_node, _ in node.next_functions:
+            if next_node is not None and next_node not in seen:
+                seen.add(next_node)
+                frontier.append(next_node)
+    _SWAP_CHECKED.add(model)
+
+
+def _check_on_a_probe(model: nn.Module, params: Params, x: torch.Tensor) -> None:
+    """:func:`check_parameters_swapped` on a forward with gradients on, whatever the caller's mode.
+
+    Detached copies of ``params`` and ``x`` (``x.clone()`` outside inference mode, since an
+    inference tensor cannot enter a graph); buffers are copied as in :func:`forward`, and the
+    random state is restored after it (a dropout layer draws), so the caller's numbers do not move.
+    """
+    devices = [x.device.index or 0] if x.is_cuda else []
+    with torch.random.fork_rng(devices=devices), torch.inference_mode(False), torch.enable_grad():
+        probe = {name: p.detach().clone().requires_grad_(p.is_floating_point()) for name, p in params.items()}
+        x = x.clone()
+        buffers = buffer_copies(model)
+        with module_restored(model):
+            output = run_module(model, lambda: functional_call(model, {**probe, **buffers} if buffers else probe, (x,)))
+        check_parameters_swapped(model, probe, check_output(model, output))
+
+
 def forward(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:
     """Run ``model`` on ``x`` with the parameters in ``params`` instead of its own.
 
@@ -127,11 +211,17 @@ def forward(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:
 
     Raises:
         TypeError: the module returns something else than one tensor (see :func:`check_output`).
+        ValueError: ``x`` and ``params`` differ in float dtype or device (:func:`check_inputs_match`),
+            or the output depends on a module parameter that ``params`` replaces
+            (:func:`check_parameters_swapped`).
     """
+    check_inputs_match(params, x, "the input")
     buffers = buffer_copies(model)
     with module_restored(model):
         output = run_module(model, lambda: functional_call(model, {**params, **buffers} if buffers else params, (x,)))
-    return check_output(model, output)
+    output = check_output(model, output)
+    check_parameters_swapped(model, params, output, probe_x=x)
+    return output
 
 
 # Modules run before: whether they hold compiled code (True) or not (False).

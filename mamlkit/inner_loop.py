@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.autograd.graph import get_gradient_edge
 
-from mamlkit.functional import Params, adaptable, check_params, forward
+from mamlkit.functional import Params, adaptable, check_inputs_match, check_params, forward
 from mamlkit.losses import check_loss_inputs
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -88,21 +88,6 @@ def check_task(x: torch.Tensor, y: torch.Tensor, name: str) -> None:
         )
     if x.shape[0] == 0:
         raise ValueError(f"the {name} set is empty; it needs at least one example")
-
-
-def check_inputs_match(params: Params, x: torch.Tensor, name: str) -> None:
-    """Raise a ValueError when inputs ``x`` and the parameters differ in float dtype or device.
-
-    Otherwise the model's first layer fails deep inside torch ("mat1 and mat2 must have the
-    same dtype"); integer inputs (token ids, say) are left to the model.
-    """
-    reference = next(iter(params.values()))
-    if x.device != reference.device:
-        raise ValueError(f"{name} is on {x.device} but params are on {reference.device}; "
-                         f"move the tasks with tasks.to({str(reference.device)!r})")
-    if x.is_floating_point() and reference.is_floating_point() and x.dtype != reference.dtype:
-        raise ValueError(f"{name} is {x.dtype} but params are {reference.dtype}; convert the inputs "
-                         f"(x.to({reference.dtype})) or the model (model.to({x.dtype}) before get_params)")
 
 
 def init_inner_lrs(params: Params, inner_lr: float) -> dict[str, torch.Tensor]:

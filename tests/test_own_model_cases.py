@@ -470,7 +470,9 @@ def test_the_model_check_is_cheap_and_once(tmp_path, monkeypatch):
     monkeypatch.setattr(Conv4, "forward", lambda self, x: calls.append(x.shape) or original(self, x))
     for _ in range(3):
         trainer.step()
-    assert len(calls) == 2 * 1, "one small batch: the forward of 2 tasks, checked once"
+    # The forward of 2 tasks, checked once, and one forward with gradients on, once per module,
+    # checking that the forward uses the parameters it is given (functional.check_parameters_swapped).
+    assert len(calls) == 2 * 1 + 1, "one small batch: the forward of 2 tasks checked once, and one probe"
     assert math.isfinite(trainer.evaluate("val")["mean"])
 
 
@@ -540,3 +542,75 @@ def test_anil_refuses_a_forward_that_does_more_after_its_head(implementation):
     params = get_params(model)
     with pytest.raises(ValueError, match="does not end with its linear layer 'head'"):
         method_of("anil", params).meta_loss(model, params, tasks, implementation)
+
+
+# -- inputs of another dtype, and parameters reached around functional_call ---------------
+ALL_ALGORITHMS = ("maml", "fomaml", "anil", "protonet", "metasgd", "reptile", "protomaml")
+
+
+# MAML's and Meta-SGD's per-task loop is Exercise 3.1's meta_loss; every other path refuses
+# at its first forward, before any exercise's code.
+@pytest.mark.parametrize("name,entry", [
+    pytest.param(name, entry, marks=[EX["3.1"]]) if entry == "loop" and name in ("maml", "fomaml", "metasgd")
+    else (name, entry)
+    for name in ALL_ALGORITHMS for entry in ("fast", "loop", "outer_step", "curve", "evaluate")])
+def test_inputs_of_another_dtype_are_refused_by_every_method_in_one_line(name, entry):
+    """A float64 model on float32 tasks: the first forward names both dtypes and the fix, before
+    any method's own code runs (once torch's "mat1 and mat2 must have the same dtype")."""
+    model, tasks = Own().double(), blob_tasks(dtype=torch.float32)
+    params = get_params(model)
+    method = method_of(name, params)
+    with pytest.raises(ValueError, match=r"is torch.float32 but params are torch.float64; convert"):
+        if entry in ("fast", "loop"):
+            method.meta_loss(model, params, tasks, entry)
+        elif entry == "outer_step":
+            method_outer_step(method, model, params, tasks, torch.optim.SGD(params.values(), lr=0.1))
+        elif entry == "curve":
+            method.adaptation_curve(model, params, tasks, 1)
+        else:
+            evaluate(model, params, lambda n: blob_tasks(n, dtype=torch.float32), cross_entropy, 0.4, 1,
+                     num_tasks=3, method=method)
+
+
+class Captured(nn.Module):
+    """Reaches its first layer's weight through a list, which functional_call does not see."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.head = nn.Linear(2, 8), nn.Linear(8, 3)
+        self.refs = [self.fc.weight]
+
+    def forward(self, x):
+        return self.head(torch.tanh(x @ self.refs[0].T + self.fc.bias))
+
+
+# MAML's loop runs meta_loss (3.1) and adapt (2.1), whose loop makes the first forward.
+@pytest.mark.parametrize("name,entry", [
+    pytest.param("maml", "loop", marks=[EX["2.1"], EX["3.1"]]), pytest.param("maml", "adapt", marks=[EX["2.1"]]),
+    *[(name, entry) for name in ("maml", "anil", "protonet") for entry in ("fast", "loop", "evaluate")
+      if (name, entry) != ("maml", "loop")]])
+def test_a_parameter_reached_around_functional_call_is_refused_not_silently_ignored(name, entry):
+    """``self.refs = [self.fc.weight]``: θ's fc.weight would be ignored and get a zero
+    meta-gradient. Every path refuses, naming the tensor; the same module reaching the weight
+    through ``self.fc`` is accepted."""
+    model, tasks = Captured().double(), blob_tasks()
+    params = get_params(model)
+    method = method_of(name, params)
+    with pytest.raises(ValueError, match=r"depends on its own parameter 'fc.weight'.*zero meta-gradient"):
+        if entry in ("fast", "loop"):
+            method.meta_loss(model, params, tasks, entry)
+        elif entry == "evaluate":
+            evaluate(model, params, lambda n: blob_tasks(n), cross_entropy, 0.4, 1, num_tasks=3, method=method)
+        else:
+            adapt(model, params, tasks.x_support[0], tasks.y_support[0], cross_entropy, 0.4, 1)
+    honest = Captured().double()
+    honest.refs = [None]
+    honest.forward = lambda x: honest.head(torch.tanh(honest.fc(x)))
+    assert forward(honest, get_params(honest), tasks.x_support[0]).shape == (tasks.x_support.shape[1], 3)
+
+
+def test_the_module_s_own_parameters_passed_as_params_are_not_refused():
+    """``params = dict(model.named_parameters())`` is the module's own tensors: nothing to swap."""
+    model = Captured().double()
+    x = blob_tasks().x_support[0]
+    assert torch.allclose(forward(model, dict(model.named_parameters()), x), model(x))
