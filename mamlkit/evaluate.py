@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from typing import Callable
 
@@ -79,6 +80,45 @@ def usable_outside_inference_mode(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.clone() if isinstance(tensor, torch.Tensor) and tensor.is_inference() else tensor
 
 
+def _outside_inference_mode(value):
+    """``value`` with every inference tensor in it (alone, in a tuple or in a dict) copied out."""
+    if isinstance(value, torch.Tensor):
+        return usable_outside_inference_mode(value)
+    if isinstance(value, dict):
+        return {key: _outside_inference_mode(item) for key, item in value.items()}
+    if isinstance(value, (tuple, list)):
+        items = [_outside_inference_mode(item) for item in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    return value
+
+
+def _holds_inference_tensor(value) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.is_inference()
+    if isinstance(value, dict):
+        value = list(value.values())
+    return isinstance(value, (tuple, list)) and any(_holds_inference_tensor(item) for item in value)
+
+
+def works_under_inference_mode(function: Callable) -> Callable:
+    """Decorator for a test-time function whose inner loop differentiates: it leaves
+    ``torch.inference_mode()`` for its own work and gives the same numbers as outside it.
+
+    Under inference mode autograd records nothing, and tensors made there cannot be saved for
+    backward; so the call runs with inference mode off, on normal copies of the inference
+    tensors among its arguments (tensors, task batches, dicts of tensors). Used by
+    :func:`adaptation_curve` and by every algorithm's ``adaptation_curve``.
+    """
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        if torch.is_inference_mode_enabled() or any(map(_holds_inference_tensor, (*args, *kwargs.values()))):
+            with torch.inference_mode(False):
+                return function(*map(_outside_inference_mode, args),
+                                **{key: _outside_inference_mode(value) for key, value in kwargs.items()})
+        return function(*args, **kwargs)
+    return wrapper
+
+
 def fewer_ways(params: Params, n_way: int, head: str = "head") -> Params:
     """θ of an ``N``-way network cut down to its first ``n_way`` classes, to evaluate on ``n_way``-way tasks.
 
@@ -128,6 +168,7 @@ def output_width(model: nn.Module, params: Params, tasks: TaskBatch, method=None
         return forward(model, {n: p.detach() for n, p in params.items()}, tasks.x_support[0]).shape[-1]
 
 
+@works_under_inference_mode
 def adaptation_curve(
     model: nn.Module,
     params: Params,
@@ -159,12 +200,6 @@ def adaptation_curve(
     check_protocol(protocol)
     tasks = as_task_batch(tasks)
     check_params(model, params)
-    if torch.is_inference_mode_enabled() or any(t.is_inference() for t in [*tasks, *params.values()]):
-        # The inner loop differentiates: leave inference mode, with normal copies of its tensors.
-        with torch.inference_mode(False):
-            tasks = TaskBatch(*(usable_outside_inference_mode(t) for t in tasks))
-            params = {n: usable_outside_inference_mode(p) for n, p in params.items()}
-            return adaptation_curve(model, params, tasks, loss_fn, inner_lr, max_steps, metric, protocol)
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0:
         raise ValueError(f"max_steps must be a non-negative integer, got {max_steps!r}")
     check_inner_loop_args(inner_lr, max_steps, params)

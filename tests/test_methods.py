@@ -11,6 +11,7 @@ from mamlkit.methods.anil import adapt_head
 from mamlkit.methods.embedding import embed, embed_tasks, expand_tasks, split_head
 from mamlkit.methods.protonet import prototype_logits, prototypes
 from mamlkit.outer_loop import outer_step as maml_outer_step
+from mamlkit.tasks import TaskBatch
 
 # The exercises each case runs through, so that in the student edition every test stops at the
 # stub of one of its own exercises: the second-order step (2.1), the per-task meta_loss (3.1),
@@ -269,8 +270,9 @@ def test_unknown_implementation_is_a_clear_error():
 
 
 @pytest.mark.parametrize("name", [marked(name, extra=() if name == "protonet" else ("ex3_2",)) for name in sorted(ALGORITHMS)])
-def test_adaptation_curve_agrees_with_meta_training_outputs(name):
-    """At step inner_steps, the evaluation's accuracy is that of the training path's outputs."""
+def test_adaptation_curve_agrees_with_meta_training_outputs_and_under_inference_mode(name):
+    """At step inner_steps, the evaluation's accuracy is that of the training path's outputs;
+    called under ``torch.inference_mode()``, on tensors made there, the curve is the same."""
     from mamlkit.losses import accuracy
 
     model, params, tasks = setup()
@@ -279,3 +281,8 @@ def test_adaptation_curve_agrees_with_meta_training_outputs(name):
     curve = method.adaptation_curve(model, params, tasks, 2)
     assert torch.allclose(curve[-1], accuracy(outputs, tasks.y_query))
     assert curve.shape == ((1 if name == "protonet" else 3), tasks.num_tasks)
+    with torch.inference_mode():
+        inference_params = {n: p.detach().clone() for n, p in params.items()}
+        inference_tasks = TaskBatch(*(t.clone() for t in tasks))
+        assert inference_tasks.x_support.is_inference()
+        assert torch.equal(method.adaptation_curve(model, inference_params, inference_tasks, 2), curve)

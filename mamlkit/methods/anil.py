@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mamlkit.evaluate import works_under_inference_mode
 from mamlkit.functional import Params
 from mamlkit.inner_loop import InnerLR, LossFn, gradient_step, init_inner_lrs
 from mamlkit.losses import accuracy
@@ -98,6 +99,7 @@ class ANIL(MetaLearner):
             outputs.append(out.detach())
         return torch.stack(losses).mean(), torch.stack(outputs)
 
+    @works_under_inference_mode
     def adaptation_curve(self, model: nn.Module, params: Params, tasks: TaskBatch, max_steps: int,
                          metric: Metric = accuracy, protocol: str = "transductive") -> torch.Tensor:
         """Each task's query metric after 0..``max_steps`` head-only steps: ``(max_steps + 1, T)``.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mamlkit.evaluate import adaptation_curve
+from mamlkit.evaluate import adaptation_curve, works_under_inference_mode
 from mamlkit.fast import meta_loss_batched
 from mamlkit.functional import Params
 from mamlkit.inner_loop import init_inner_lrs
@@ -42,6 +42,7 @@ class MAML(MetaLearner):
         return compute(model, params, tasks, self.loss_fn, self.inner_lr, self.inner_steps,
                        self.first_order)
 
+    @works_under_inference_mode
     def adaptation_curve(self, model: nn.Module, params: Params, tasks: TaskBatch, max_steps: int,
                          metric: Metric = accuracy, protocol: str = "transductive") -> torch.Tensor:
         """``(max_steps + 1, T)``; see :func:`mamlkit.evaluate.adaptation_curve`."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mamlkit.evaluate import works_under_inference_mode
 from mamlkit.fast import adapt_tasks_from, forward_tasks, per_task
 from mamlkit.functional import Params, adaptable, forward
 from mamlkit.inner_loop import gradient_step
@@ -94,6 +95,7 @@ class ProtoMAML(MAML):
             outputs.append(out.detach())
         return torch.stack(losses).mean(), torch.stack(outputs)
 
+    @works_under_inference_mode
     def adaptation_curve(self, model: nn.Module, params: Params, tasks: TaskBatch, max_steps: int,
                          metric: Metric = accuracy, protocol: str = "transductive") -> torch.Tensor:
         """``(max_steps + 1, T)``: row 0 is the prototype head before any step (ProtoNet's accuracy)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mamlkit.evaluate import works_under_inference_mode
 from mamlkit.functional import Params
 from mamlkit.losses import accuracy
 from mamlkit.methods.base import MetaLearner, Metric, check_implementation
@@ -104,6 +105,7 @@ class ProtoNet(MetaLearner):
             outputs.append(logits.detach())
         return torch.stack(losses).mean(), torch.stack(outputs)
 
+    @works_under_inference_mode
     def adaptation_curve(self, model: nn.Module, params: Params, tasks: TaskBatch, max_steps: int,
                          metric: Metric = accuracy, protocol: str = "transductive") -> torch.Tensor:
         """``(1, T)``: each task's query metric; there are no steps, so one row whatever ``max_steps``.

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mamlkit.evaluate import adaptation_curve
+from mamlkit.evaluate import adaptation_curve, works_under_inference_mode
 from mamlkit.fast import adapt_tasks, forward_tasks, per_task
 from mamlkit.functional import Params, forward
 from mamlkit.inner_loop import adapt
@@ -98,6 +98,7 @@ class Reptile(MetaLearner):
             outputs, query_loss = torch.stack(outputs), torch.stack(losses).mean()
         return reptile_direction_loss(params, adapted, query_loss), outputs.detach()
 
+    @works_under_inference_mode
     def adaptation_curve(self, model: nn.Module, params: Params, tasks: TaskBatch, max_steps: int,
                          metric: Metric = accuracy, protocol: str = "transductive") -> torch.Tensor:
         """``(max_steps + 1, T)``: plain SGD with α from θ, as MAML evaluates (:func:`mamlkit.evaluate.adaptation_curve`)."""
