@@ -38,9 +38,10 @@ import torch.distributed as dist
 from torch import nn
 
 from mamlkit.errors import ConfigError
-from mamlkit.functional import Params, check_params, forward
+from mamlkit.functional import Params, check_params
+from mamlkit.meta_step import accumulate_meta_gradient, meta_update
 from mamlkit.methods.base import check_implementation
-from mamlkit.outer_loop import check_tasks, nonfinite_guard, query_metrics
+from mamlkit.outer_loop import check_tasks
 from mamlkit.tasks import TaskBatch
 
 
@@ -209,23 +210,10 @@ def meta_gradient(
         ValueError: a bad ``task_chunk_size``, or fewer tasks than ranks.
     """
     tasks = check_tasks(tasks)
-    total = tasks.num_tasks
-    mine = TaskBatch(*(t[shard(total, rank(), world_size())] for t in tasks))
-    chunk = mine.num_tasks if task_chunk_size is None else task_chunk_size
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"task_chunk_size must be a positive integer or None, got {task_chunk_size!r}")
-
-    outputs = []
-    for start in range(0, mine.num_tasks, chunk):
-        part = TaskBatch(*(t[start:start + chunk] for t in mine))
-        loss, part_outputs = meta_loss(part)
-        # Weight by the share of *all* T tasks, so that the sum over ranks is the mean over T.
-        (loss * (part.num_tasks / total)).backward()
-        outputs.append(part_outputs)
-    # A tensor the graph does not reach (e.g. learned rates with first_order) has no gradient,
-    # on every rank alike, since all ranks build the same graph; only the others are summed.
+    mine = TaskBatch(*(t[shard(tasks.num_tasks, rank(), world_size())] for t in tasks))
+    _, outputs = accumulate_meta_gradient(meta_loss, mine, trainable, task_chunk_size, total_tasks=tasks.num_tasks)
     all_reduce_sum_([t.grad for t in trainable if t.grad is not None])
-    return torch.cat(outputs)
+    return outputs
 
 
 def outer_step(
@@ -261,21 +249,10 @@ def outer_step(
     """
     check_implementation(implementation)
     check_params(model, params)
+    tasks = check_tasks(tasks)
     mine = shard(tasks.num_tasks, rank(), world_size())
-    metrics = {}
-    if metrics_before and method.has_inner_loop:
-        # Before the update, so that "before" and "after" adaptation describe the same θ.
-        with torch.no_grad():
-            before = torch.stack([forward(model, params, x) for x in tasks.x_query[mine]])
-        metrics.update(query_metrics(before, tasks.y_query[mine], method.loss_fn, prefix="query_before"))
-
-    trainable = [p for group in optimizer.param_groups for p in group["params"]]
-    optimizer.zero_grad(set_to_none=True)
-    outputs = meta_gradient(lambda part: method.meta_loss(model, params, part, implementation),
-                            tasks, trainable, task_chunk_size)
-    nonfinite_guard(params, method.inner_lr)(optimizer, (), {})  # raises before anything changes
-    optimizer.step()
-
-    metrics.update(query_metrics(outputs, tasks.y_query[mine], method.loss_fn))
-    weight = (mine.stop - mine.start) / tasks.num_tasks
-    return all_reduce_metrics(metrics, weight)
+    metrics = meta_update(lambda part: method.meta_loss(model, params, part, implementation),
+                          model, params, tasks, optimizer, method.loss_fn, method.inner_lr,
+                          task_chunk_size=task_chunk_size, metrics_before=metrics_before and method.has_inner_loop,
+                          mine=mine, sum_over_processes=all_reduce_sum_)
+    return all_reduce_metrics(metrics, (mine.stop - mine.start) / tasks.num_tasks)

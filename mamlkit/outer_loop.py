@@ -7,26 +7,35 @@ adapted φᵢ on the task's query set, and move θ against the gradient of the m
 
 :func:`meta_loss` is the plain per-task loop, the version the notebooks teach.
 :func:`mamlkit.fast.meta_loss_batched` computes the same numbers for all tasks at once.
-:func:`outer_step` runs either and takes one optimiser step.
+:func:`outer_step` runs either and takes one optimiser step, through
+:func:`mamlkit.meta_step.meta_update`, the update every algorithm shares.
 """
 
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 import torch
 from torch import nn
 
-from mamlkit.functional import Params, autocast_enabled, check_params, forward
+from mamlkit.fast import meta_loss_batched
+from mamlkit.functional import Params, check_params, forward
 from mamlkit.inner_loop import InnerLR, LossFn, adapt, check_inner_loop_args, check_inputs_match, shape_checked
-from mamlkit.losses import accuracy
+from mamlkit.meta_step import (  # noqa: F401  (NonFiniteError, query_metrics, ...: also imported from here)
+    NonFiniteError,
+    accumulate_meta_gradient,
+    all_finite,
+    check_grad_enabled,
+    map_in_threads,
+    meta_update,
+    nonfinite_guard,
+    parallel_threads,
+    query_metrics,
+    refusal,
+    task_pieces,
+)
 from mamlkit.tasks import TaskBatch, as_task_batch
-
-
-class NonFiniteError(FloatingPointError):
-    """A meta-step produced a loss or a meta-gradient that is inf or nan; θ was left as it was."""
 
 
 def check_tasks(tasks: TaskBatch) -> TaskBatch:
@@ -40,12 +49,6 @@ def check_tasks(tasks: TaskBatch) -> TaskBatch:
         if x.is_floating_point() and not bool(torch.isfinite(x).all()):
             raise ValueError(f"tasks.{name} contains inf or nan; check the data (or its normalisation)")
     return tasks
-
-
-def all_finite(tensors) -> bool:
-    """Whether every element of every tensor is finite (one synchronisation for all of them)."""
-    tensors = list(tensors)
-    return not tensors or bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
 
 def check_optimizer(optimizer, params: Params, inner_lr: InnerLR) -> None:
@@ -130,147 +133,6 @@ def frozen_everywhere(model: nn.Module) -> str:
             "model.state_dict() or detached tensors")
 
 
-def nonfinite_guard(params: Params, inner_lr: InnerLR = 0.0):
-    """An optimiser step pre-hook that refuses a step whose gradients are not all finite.
-
-    Register it with ``optimizer.register_step_pre_hook(nonfinite_guard(params, inner_lr))``:
-    whatever computed the gradients (:func:`outer_step`, another algorithm, a distributed
-    step), the hook runs inside ``optimizer.step()`` *before* any tensor or optimiser state
-    changes, drops the gradients and raises :class:`NonFiniteError` naming the tensors.
-    """
-    def refuse_nonfinite(optimizer, args, kwargs):
-        with_grads = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if not all_finite(p.grad for p in with_grads):
-            bad = [_name_of(p, params, inner_lr) for p in with_grads if not bool(torch.isfinite(p.grad).all())]
-            optimizer.zero_grad(set_to_none=True)
-            raise NonFiniteError(refusal(f"the meta-gradient of {bad[:3]}", "inf/nan", inner_lr,
-                                         _learning_rate(optimizer)))
-
-    return refuse_nonfinite
-
-
-def query_metrics(outputs: torch.Tensor, targets: torch.Tensor, loss_fn: LossFn,
-                  prefix: str = "query") -> dict[str, float]:
-    """Loss (and accuracy, for integer labels) of detached outputs ``(T, Q, out)``."""
-    from mamlkit.fast import per_task  # the fast path builds on this module
-
-    metrics = {f"{prefix}_loss": per_task(loss_fn, outputs, targets).mean().item()}
-    if not targets.is_floating_point():
-        metrics[f"{prefix}_accuracy"] = accuracy(outputs, targets).mean().item()
-    return metrics
-
-
-def parallel_threads(model: nn.Module, params: Params, implementation: str,
-                     task_threads: Optional[int] = None) -> int:
-    """How many groups of tasks a meta-step computes at the same time (``outer_step``'s ``task_threads``).
-
-    ``None`` means torch's thread count on a CPU and 1 elsewhere. Only the fast implementation
-    of a model with its own ``forward_tasks`` (``Conv4``, ``SineMLP``: pure functions of the
-    parameters) runs in threads: other modules run through ``functional_call``, which swaps
-    tensors into the module itself while it runs, so two threads would race on it; and the
-    per-task loop stays the plain reference.
-
-    Raises:
-        ValueError: ``task_threads`` is not a positive integer or None.
-    """
-    if task_threads is not None and (isinstance(task_threads, bool) or not isinstance(task_threads, int)
-                                     or task_threads < 1):
-        raise ValueError(f"task_threads must be a positive integer or None, got {task_threads!r}")
-    if implementation != "fast" or not hasattr(model, "forward_tasks") or autocast_enabled():
-        return 1  # autocast is thread-local too: worker threads would compute in full precision
-    if task_threads is not None:
-        return task_threads
-    on_cpu = all(p.device.type == "cpu" for p in params.values())
-    return torch.get_num_threads() if on_cpu else 1
-
-
-def check_grad_enabled(what: str = "outer_step") -> None:
-    """Raise a ValueError under ``torch.no_grad()`` or ``torch.inference_mode()``: a meta-step needs gradients."""
-    if not torch.is_grad_enabled():
-        raise ValueError(f"{what} is running under torch.no_grad() (or torch.inference_mode()): a "
-                         "meta-step differentiates the inner loop, so it needs gradients; call it "
-                         "outside no_grad (for evaluation, use mamlkit.evaluate)")
-
-
-def task_pieces(num_tasks: int, chunk: int) -> list[slice]:
-    """Consecutive slices of the tasks, as few as allow at most ``chunk`` tasks each.
-
-    Sizes differ by at most one task, so that parallel threads finish together:
-    ``task_pieces(32, 8)`` gives four slices of 8, ``task_pieces(10, 8)`` two of 5. A single
-    chunk is not split further to feed a second thread: with torch's own two threads on one
-    group of 8 tasks the step was as fast (measured on the fast preset's meta-batch).
-    """
-    count = -(-num_tasks // chunk)
-    size, extra = divmod(num_tasks, count)
-    starts = [i * size + min(i, extra) for i in range(count + 1)]
-    return [slice(a, b) for a, b in zip(starts[:-1], starts[1:])]
-
-
-def map_in_threads(fn, items: list, threads: int) -> list:
-    """``[fn(item) for item in items]``, with up to ``threads`` items at a time.
-
-    Each worker runs torch with a single thread of its own, and torch's thread count is
-    restored afterwards. Grad mode is thread-local in torch, so the caller's is passed on.
-    """
-    if threads <= 1 or len(items) <= 1:
-        return [fn(item) for item in items]
-    grad_enabled = torch.is_grad_enabled()
-
-    def work(item):
-        torch.set_num_threads(1)
-        with torch.set_grad_enabled(grad_enabled):
-            return fn(item)
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(max_workers=min(threads, len(items))) as pool:
-            return list(pool.map(work, items))
-    finally:
-        torch.set_num_threads(previous)
-
-
-def accumulate_meta_gradient(loss_of, tasks: TaskBatch, optimizer: torch.optim.Optimizer,
-                             task_chunk_size: Optional[int], threads: int = 1
-                             ) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Set the gradients of the optimiser's tensors to ∇ of the mean meta-loss over all tasks.
-
-    The tasks are cut into consecutive pieces of at most ``task_chunk_size`` (``None``: all at
-    once; see :func:`task_pieces`), up to ``threads`` pieces are computed at a time
-    (:func:`map_in_threads`), and each piece's gradient, weighted by its share of the tasks, is
-    summed in task order: the same numbers whatever order the threads finish in.
-
-    Args:
-        loss_of: ``loss_of(part) -> (mean loss over the part's tasks, detached outputs (T_part, ...))``.
-
-    Returns:
-        ``(losses, outputs)``: each piece's mean loss, and the outputs of all tasks in order.
-
-    Raises:
-        ValueError: ``task_chunk_size`` is not a positive integer or None.
-    """
-    num_tasks = tasks.num_tasks
-    chunk = num_tasks if task_chunk_size is None else task_chunk_size
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"task_chunk_size must be a positive integer or None, got {task_chunk_size!r}")
-    trained = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
-
-    def loss_and_gradient(piece: slice):
-        part = TaskBatch(*(t[piece] for t in tasks))
-        loss, part_outputs = loss_of(part)
-        # Weight each piece by its share of the tasks, so the sum is the mean over all tasks.
-        grads = torch.autograd.grad(loss * (part.num_tasks / num_tasks), trained, allow_unused=True)
-        return loss, part_outputs, grads
-
-    results = map_in_threads(loss_and_gradient, task_pieces(num_tasks, chunk), threads)
-    optimizer.zero_grad(set_to_none=True)
-    for i, tensor in enumerate(trained):
-        pieces = [grads[i] for _, _, grads in results if grads[i] is not None]
-        if pieces:  # summed in task order, whatever order the threads finished in
-            tensor.grad = sum(pieces[1:], pieces[0])
-    return [loss for loss, _, _ in results], torch.cat([outputs for _, outputs, _ in results])
-
-
 def outer_step(
     model: nn.Module,
     params: Params,
@@ -321,8 +183,6 @@ def outer_step(
         NonFiniteError: the query loss or the meta-gradient is inf or nan. The update is
             refused before θ or the optimiser's state change.
     """
-    from mamlkit.fast import meta_loss_batched  # the fast path builds on this module
-
     if method not in ("fast", "loop"):
         raise ValueError(f"method must be 'fast' or 'loop', got {method!r}")
     check_grad_enabled()
@@ -336,74 +196,9 @@ def outer_step(
     if not all_finite(params.values()):
         bad = [n for n, p in params.items() if not bool(torch.isfinite(p).all())]
         raise ValueError(f"params {bad} already contain inf or nan; restart from a good checkpoint")
-    threads = parallel_threads(model, params, method, task_threads)
     compute = meta_loss_batched if method == "fast" else meta_loss
+    return meta_update(lambda part: compute(model, params, part, loss_fn, inner_lr, inner_steps, first_order),
+                       model, params, tasks, optimizer, loss_fn, inner_lr, task_chunk_size=task_chunk_size,
+                       threads=parallel_threads(model, params, method, task_threads),
+                       metrics_before=metrics_before)
 
-    losses, outputs = accumulate_meta_gradient(
-        lambda part: compute(model, params, part, loss_fn, inner_lr, inner_steps, first_order),
-        tasks, optimizer, task_chunk_size, threads)
-    for loss in losses:
-        if not bool(torch.isfinite(loss)):
-            optimizer.zero_grad(set_to_none=True)
-            raise NonFiniteError(refusal("the query loss after adaptation", loss.item(), inner_lr,
-                                         _learning_rate(optimizer)))
-    nonfinite_guard(params, inner_lr)(optimizer, (), {})  # raises before θ or the state change
-    metrics = {}
-    if metrics_before:
-        # Before the update, so that "before" and "after" adaptation describe the same θ; after the
-        # meta-gradient, so that random layers (dropout) draw the same masks for it either way.
-        with torch.no_grad():
-            before = torch.stack([forward(model, params, x) for x in tasks.x_query])
-        metrics.update(query_metrics(before, tasks.y_query, loss_fn, prefix="query_before"))
-    optimizer.step()
-
-    return {**query_metrics(outputs, tasks.y_query, loss_fn), **metrics}
-
-
-def _name_of(tensor: torch.Tensor, params: Params, inner_lr: InnerLR) -> str:
-    """The name a tensor of the optimiser has in ``params`` or ``inner_lr``, for messages."""
-    for prefix, named in (("", params), ("inner_lr:", inner_lr if isinstance(inner_lr, dict) else {})):
-        for name, t in named.items():
-            if t is tensor:
-                return prefix + name
-    return f"tensor of shape {tuple(tensor.shape)}"
-
-
-# Beyond these a learning rate is far outside any published MAML setting (Adam's meta_lr:
-# 1e-4 to 1e-2, and Adam moves every weight by about meta_lr per step; inner_lr: 0.01 to 0.4).
-TOO_LARGE_META_LR = 0.1
-TOO_LARGE_INNER_LR = 1.0
-
-
-def refusal(quantity: str, value, inner_lr: InnerLR, meta_lr=None) -> str:
-    """The message of a refused meta-step: what was not finite, that θ is unchanged, the likely cause.
-
-    The cause named is the learning rate that is actually extreme (``meta_lr``, the optimiser's
-    ``lr``, above :data:`TOO_LARGE_META_LR`; a fixed ``inner_lr`` or a learned rate above
-    :data:`TOO_LARGE_INNER_LR`); when neither is, the message says so and names the others.
-    """
-    if isinstance(inner_lr, dict):
-        largest = max((float(t.detach().abs().max()) for t in inner_lr.values()), default=0.0)
-        rate, inner = "learned inner rates", largest
-    else:
-        rate, inner = f"inner_lr={inner_lr!r}", float(inner_lr)
-    causes = []
-    if meta_lr is not None and float(meta_lr) > TOO_LARGE_META_LR:
-        causes.append(f"meta_lr={float(meta_lr)!r} is too large (Adam moves every weight by about "
-                      "meta_lr each step; published runs use 1e-4 to 1e-2)")
-    if inner > TOO_LARGE_INNER_LR:
-        causes.append(f"{rate} too large: the inner steps diverge (published runs use 0.01 to 0.4; "
-                      "try a smaller inner_lr or fewer inner_steps)")
-    if not causes:
-        shown = rate + ("" if meta_lr is None else f", meta_lr={float(meta_lr)!r}")
-        causes.append(f"no learning rate is extreme ({shown}), so either the inner steps diverge "
-                      "for this model (try a smaller inner_lr or fewer inner_steps) or the data "
-                      "or the loss gives inf/nan")
-    return (f"{quantity} is {value}: outer_step refused the update, θ and the optimizer state are "
-            f"unchanged. Likely cause: {'; and '.join(causes)}")
-
-
-def _learning_rate(optimizer) -> Optional[float]:
-    """The optimiser's (first group's) ``lr``, for messages; None if it has none."""
-    lr = optimizer.param_groups[0].get("lr") if optimizer.param_groups else None
-    return None if lr is None else float(lr)

@@ -257,10 +257,7 @@ def test_a_killed_two_process_run_resumes_exactly_on_one(tmp_path, float64):
 def _raise_on_nan(out):
     model, params, inner_lr, tasks = blob_problem(False)
     if distributed.rank() == 1:  # this rank's share of the meta-gradient is NaN, the other's is not
-        def poison(p):
-            p.grad.fill_(float("nan"))
-
-        params["layers.0.weight"].register_post_accumulate_grad_hook(poison)
+        params["layers.0.weight"].register_hook(lambda grad: torch.full_like(grad, float("nan")))
     before = {n: p.detach().clone() for n, p in params.items()}
     optimizer = torch.optim.Adam(params.values(), lr=0.1)
     try:

@@ -22,16 +22,10 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from mamlkit.functional import Params, check_params, forward
+from mamlkit.functional import Params, check_params
 from mamlkit.losses import accuracy, cross_entropy
-from mamlkit.outer_loop import (
-    accumulate_meta_gradient,
-    check_grad_enabled,
-    check_tasks,
-    nonfinite_guard,
-    parallel_threads,
-    query_metrics,
-)
+from mamlkit.meta_step import check_grad_enabled, meta_update, parallel_threads
+from mamlkit.outer_loop import check_tasks
 from mamlkit.tasks import TaskBatch
 
 IMPLEMENTATIONS = ("fast", "loop")
@@ -110,7 +104,7 @@ def outer_step(
     """One meta-update of θ and of the algorithm's learned tensors; any algorithm.
 
     The same update as :func:`mamlkit.outer_loop.outer_step` (which it equals for MAML),
-    computed through ``method.meta_loss``.
+    computed through ``method.meta_loss``; both are :func:`mamlkit.meta_step.meta_update`.
 
     Args:
         method: the algorithm.
@@ -130,18 +124,8 @@ def outer_step(
     check_grad_enabled()
     check_params(model, params)
     check_tasks(tasks)
-    threads = parallel_threads(model, params, implementation, task_threads)
-
-    _, outputs = accumulate_meta_gradient(lambda part: method.meta_loss(model, params, part, implementation),
-                                          tasks, optimizer, task_chunk_size, threads)
-    nonfinite_guard(params, method.inner_lr)(optimizer, (), {})  # raises before anything changes
-    metrics = {}
-    if metrics_before and method.has_inner_loop:
-        # Before the update, so that "before" and "after" adaptation describe the same θ; after the
-        # meta-gradient, so that random layers (dropout) draw the same masks for it either way.
-        with torch.no_grad():
-            before = torch.stack([forward(model, params, x) for x in tasks.x_query])
-        metrics.update(query_metrics(before, tasks.y_query, method.loss_fn, prefix="query_before"))
-    optimizer.step()
-
-    return {**query_metrics(outputs, tasks.y_query, method.loss_fn), **metrics}
+    return meta_update(lambda part: method.meta_loss(model, params, part, implementation),
+                       model, params, tasks, optimizer, method.loss_fn, method.inner_lr,
+                       task_chunk_size=task_chunk_size,
+                       threads=parallel_threads(model, params, implementation, task_threads),
+                       metrics_before=metrics_before and method.has_inner_loop)
