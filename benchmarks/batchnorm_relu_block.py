@@ -1,5 +1,5 @@
 """Forward, backward and double backward of batch norm + ReLU: PyTorch's composition against
-``mamlkit.batchnorm_relu``, side by side, on the activations of the fast path's first block.
+``mamlkit.models.batchnorm_relu``, side by side, on the activations of the fast path's first block.
 
 The default shape is the first block of the 20-way benchmark setting with 8 tasks at a time:
 20 images, 8 tasks × 64 channels, 14×14 pixels. The timed work is what second-order MAML asks of
@@ -20,9 +20,9 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+from bench import require_positive
 
-from mamlkit.batchnorm_relu import batch_norm_relu
-from mamlkit.bench import require_positive
+from mamlkit.models.batchnorm_relu import batch_norm_relu
 
 
 def pytorch_block(x, weight, bias):

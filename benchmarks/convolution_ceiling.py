@@ -41,9 +41,7 @@ import time
 from typing import Callable, Optional, Sequence
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
-
-from mamlkit.bench import (
+from bench import (
     CONTENDERS,
     FAST,
     SETTINGS,
@@ -56,6 +54,7 @@ from mamlkit.bench import (
     time_interleaved,
     without_profiler_log,
 )
+from torch.utils.flop_counter import FlopCounterMode
 
 WARMUP = 2  # as python -m mamlkit bench
 

@@ -53,8 +53,8 @@ def time_steps(args: argparse.Namespace) -> dict:
     """Seconds per ``Trainer.step`` on this process (rank 0's clock when under torchrun)."""
     import tempfile
 
-    from mamlkit import distributed
-    from mamlkit.train import TrainConfig, Trainer
+    from mamlkit.run import distributed
+    from mamlkit.run.train import TrainConfig, Trainer
 
     distributed.init_from_env(args.device)
     try:

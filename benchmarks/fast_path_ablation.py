@@ -1,8 +1,8 @@
 """What each hand-written derivative of the fast path buys: the benchmark's meta-step with the
 convolution, the batch norm, or both, switched back to PyTorch's own, side by side.
 
-``Conv4.forward_tasks`` computes its blocks with :func:`mamlkit.grouped_conv.grouped_conv2d`
-and :func:`mamlkit.batchnorm_relu.batch_norm_relu`. This script swaps either for PyTorch's
+``Conv4.forward_tasks`` computes its blocks with :func:`mamlkit.models.grouped_conv.grouped_conv2d`
+and :func:`mamlkit.models.batchnorm_relu.batch_norm_relu`. This script swaps either for PyTorch's
 ``F.conv2d`` / ``relu(F.batch_norm(...))`` (same numbers, PyTorch's second derivatives) and times
 the second-order meta-step of ``python -m mamlkit bench``'s settings, all variants interleaved
 in one process (the benchmark's own ``time_interleaved``), one group of 8 tasks at a time.
@@ -21,11 +21,11 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+from bench import FAST, SETTINGS, MetaStep, build_step, make_problem, require_positive, time_interleaved
 
 import mamlkit.models
-from mamlkit.batchnorm_relu import batch_norm_relu
-from mamlkit.bench import FAST, SETTINGS, MetaStep, build_step, make_problem, require_positive, time_interleaved
-from mamlkit.grouped_conv import grouped_conv2d
+from mamlkit.models.batchnorm_relu import batch_norm_relu
+from mamlkit.models.grouped_conv import grouped_conv2d
 
 
 def pytorch_conv(x, weight, groups, stride=1, padding=0):

@@ -3,7 +3,7 @@
 Inputs are the shipped checkpoints' manifests (``assets/omniglot_5w1s*.json``) and the JSON
 files written by the evaluation commands below; the cost of one meta-step is measured here,
 every method side by side in this one process. Output: ``assets/neighbours_5w1s_results.json``,
-read by ``mamlkit.neighbours.results_table``.
+read by ``mamlkit.lessons.neighbours.results_table``.
 
 The evaluations, for each checkpoint STEM (omniglot_5w1s, omniglot_5w1s_maml, _fomaml, _anil,
 _metasgd, _protonet), Q in 1 15 and P in transductive support-stats (Q=1 transductive is the
@@ -33,9 +33,9 @@ from pathlib import Path
 import torch
 
 from mamlkit.functional import get_params
+from mamlkit.lessons.neighbours import ROWS, VARIANTS, meta_step_cost
 from mamlkit.methods import build_method
-from mamlkit.neighbours import ROWS, VARIANTS, meta_step_cost
-from mamlkit.train import TrainConfig, build_model, omniglot_task_samplers
+from mamlkit.run.train import TrainConfig, build_model, omniglot_task_samplers
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "assets"

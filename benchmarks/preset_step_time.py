@@ -20,10 +20,10 @@ import time
 from typing import Optional, Sequence
 
 import torch
+from bench import require_positive
 
-from mamlkit.bench import require_positive
-from mamlkit.presets import PRESETS, preset_config
-from mamlkit.train import Trainer, omniglot_task_samplers
+from mamlkit.run.presets import PRESETS, preset_config
+from mamlkit.run.train import Trainer, omniglot_task_samplers
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -21,10 +21,9 @@ import sys
 from typing import Optional, Sequence
 
 import torch
+from bench import FAST, SETTINGS, Setting, build_step, make_problem, require_positive, time_interleaved
 
-from mamlkit.bench import FAST, SETTINGS, Setting, build_step, make_problem, require_positive, time_interleaved
-
-# The fast preset's training meta-batch (mamlkit/presets.py), second order.
+# The fast preset's training meta-batch (mamlkit/run/presets.py), second order.
 PRESET = Setting("fast-preset", n_way=5, k_shot=1, n_query=5, meta_batch_size=8, inner_steps=1, inner_lr=0.4)
 # name: (task_chunk_size, task_threads); None threads = outer_step's default, torch's count.
 WAYS = {"one at a time": (8, 1), "8 in threads": (8, None), "4 in threads": (4, None)}

@@ -1,7 +1,7 @@
-"""``python -m mamlkit``: see :mod:`mamlkit.cli`."""
+"""``python -m mamlkit``: see :mod:`mamlkit.run.cli`."""
 
 import sys
 
-from mamlkit.cli import main
+from mamlkit.run.cli import main
 
 sys.exit(main())

@@ -1,6 +1,6 @@
 """The errors a learner can fix, each with a message that says what is wrong and what to do.
 
-Every one derives from :class:`MamlkitError`, so the command line (:mod:`mamlkit.cli`) and the
+Every one derives from :class:`MamlkitError`, so the command line (:mod:`mamlkit.run.cli`) and the
 notebooks can show its message alone, without a traceback, while any other exception, a bug,
 keeps its traceback. Each also derives from the built-in exception that code outside mamlkit
 would expect (``ValueError``, ``FileNotFoundError``), so ``except ValueError`` still works.

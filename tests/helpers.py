@@ -71,8 +71,8 @@ def check_reproduces_first_tasks(stem: str, num_tasks: int) -> None:
     near-tied predictions can flip with the thread count, which sets the order of float sums, so
     the same count makes the check exact whatever ``OMP_NUM_THREADS`` the grader runs with.
     """
-    from mamlkit.publish import one_thread
-    from mamlkit.train import evaluate_checkpoint
+    from mamlkit.run.publish import one_thread
+    from mamlkit.run.train import evaluate_checkpoint
 
     manifest = json.loads((ASSETS / f"{stem}.json").read_text())
     expected = manifest[f"test_accuracy_first_{num_tasks}_tasks"]

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mamlkit.autograd_warmups import one_step_inner_lr, product_gradients, q_gradients, two_step_factor
+from mamlkit.lessons.autograd_warmups import one_step_inner_lr, product_gradients, q_gradients, two_step_factor
 
 
 def leaves(*values, dtype=torch.float64):

@@ -6,13 +6,13 @@ import pytest
 import torch
 from helpers import regression_tasks, tiny_mlp
 
-from mamlkit import baseline
-from mamlkit.baseline import choose_inner_lr, fine_tune, pooled_loss, pretrain
+from mamlkit.data.sinusoid import sample_sinusoid_tasks
 from mamlkit.evaluate import adaptation_curve
 from mamlkit.functional import forward, get_params
 from mamlkit.inner_loop import adapt
+from mamlkit.lessons import baseline
+from mamlkit.lessons.baseline import choose_inner_lr, fine_tune, pooled_loss, pretrain
 from mamlkit.losses import mse
-from mamlkit.sinusoid import sample_sinusoid_tasks
 
 
 def test_pooled_loss_is_the_loss_over_every_point_of_every_task():

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mamlkit.batchnorm_relu import batch_norm_relu
+from mamlkit.models.batchnorm_relu import batch_norm_relu
 
 LAYOUTS = [torch.contiguous_format, torch.channels_last]
 

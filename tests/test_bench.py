@@ -4,15 +4,21 @@ Nothing here asserts a time: timings depend on the machine and on what else runs
 """
 
 import dataclasses
+import importlib
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from mamlkit import bench
-from mamlkit.cli import main as cli_main
 from mamlkit.losses import cross_entropy
 from mamlkit.outer_loop import meta_loss
+from mamlkit.run.cli import main as cli_main
+
+# The benchmark is a script of the repository (benchmarks/bench.py), not part of the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+bench = importlib.import_module("bench")
 
 QUICK = ["--quick", "--repeats", "1"]
 

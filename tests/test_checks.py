@@ -1,4 +1,4 @@
-"""Tests for mamlkit/checks.py and the notebook helpers in mamlkit/notebook.py."""
+"""Tests for mamlkit/lessons/checks.py and the notebook helpers in mamlkit/lessons/notebook.py."""
 
 import json
 from pathlib import Path
@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mamlkit.checks import check_close, compare_gradients, finite_difference_grad, raises
-from mamlkit.notebook import main as notebook_cli
-from mamlkit.notebook import show_source, smoke_test_from_env, strip_notebook
+from mamlkit.lessons.checks import check_close, compare_gradients, finite_difference_grad, raises
+from mamlkit.lessons.notebook import main as notebook_cli
+from mamlkit.lessons.notebook import show_source, smoke_test_from_env, strip_notebook
 
 # ---------------------------------------------------------------- check_close
 
@@ -178,7 +178,7 @@ def test_smoke_test_from_env(env, expected):
 def test_show_source_prints_outside_ipython(capsys):
     show_source(check_close)
     out = capsys.readouterr().out
-    assert out.startswith("# mamlkit.checks.check_close\n")
+    assert out.startswith("# mamlkit.lessons.checks.check_close\n")
     assert "def check_close(" in out
 
 
@@ -243,7 +243,7 @@ def test_strip_cli(tmp_path, capsys):
 
 
 def test_show_mamlkit_origin_names_this_repository_and_warns_about_another(tmp_path, capsys):
-    from mamlkit.notebook import mamlkit_origin, show_mamlkit_origin
+    from mamlkit.lessons.notebook import mamlkit_origin, show_mamlkit_origin
 
     repo = Path(__file__).resolve().parents[1]
     assert show_mamlkit_origin(repo / "notebooks") is True

@@ -1019,7 +1019,7 @@ def test_an_exercise_whose_file_is_missing_from_the_submission_earns_nothing(tmp
     [result] = report.results
     assert result.exercise.id == "1.1"
     assert result.points_earned == 0 and result.points_possible == result.exercise.points
-    assert "mamlkit/autograd_warmups.py is not in the submission" in " ".join(result.notes)
+    assert "mamlkit/lessons/autograd_warmups.py is not in the submission" in " ".join(result.notes)
 
 
 def test_exercise_tests_are_found_by_pytests_own_marker_selection(tmp_path):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mamlkit.cli import build_parser, main
+from mamlkit.run.cli import build_parser, main
 
 
 def run(argv, capsys):
@@ -37,7 +37,7 @@ def test_a_missing_checkpoint_is_named(tmp_path, capsys):
 def test_every_training_setting_is_an_option():
     from dataclasses import fields
 
-    from mamlkit.train import TrainConfig
+    from mamlkit.run.train import TrainConfig
 
     options = build_parser()._subparsers._group_actions[0].choices["train"]._option_string_actions
     for field in fields(TrainConfig):
@@ -66,7 +66,7 @@ def test_boolean_settings_are_flags(argv, expected):
 def test_every_boolean_setting_has_a_no_flag():
     from dataclasses import fields
 
-    from mamlkit.train import TrainConfig
+    from mamlkit.run.train import TrainConfig
 
     for field in fields(TrainConfig):
         if field.type in ("bool", bool):
@@ -106,15 +106,15 @@ class RandomImageTasks:
 def test_train_with_the_first_order_flag_trains_first_order(tmp_path, capsys, monkeypatch):
     import torch
 
-    import mamlkit.train
-    from mamlkit import checkpoints
+    import mamlkit.run.train
+    from mamlkit.run import checkpoints
 
     def stand_in(config):
         tasks = RandomImageTasks(config.n_way, config.k_shot, config.n_query)
         return {"train": tasks, "val": tasks}
 
-    monkeypatch.setattr(mamlkit.train, "omniglot_task_samplers", stand_in)
-    monkeypatch.setattr(mamlkit.train.Trainer, "plot", lambda self: None)
+    monkeypatch.setattr(mamlkit.run.train, "omniglot_task_samplers", stand_in)
+    monkeypatch.setattr(mamlkit.run.train.Trainer, "plot", lambda self: None)
     # Second-order MAML differentiates through the inner gradient (create_graph=True);
     # first-order MAML never does.
     create_graph = []

@@ -25,10 +25,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from mamlkit.cli import main
 from mamlkit.data import omniglot
 from mamlkit.models import Conv4
-from mamlkit.train import TrainConfig
+from mamlkit.run.cli import main
+from mamlkit.run.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "assets" / "omniglot_5w1s.pt"
@@ -180,8 +180,8 @@ def test_plain_state_dict_says_what_it_holds_and_how_to_make_a_weights_file(tmp_
 
 
 def test_save_weights_makes_a_file_that_loads(tmp_path):
-    from mamlkit.checkpoints import save_weights
-    from mamlkit.train import load_weights
+    from mamlkit.run.checkpoints import save_weights
+    from mamlkit.run.train import load_weights
 
     model = Conv4(5, channels=8)
     path = save_weights(tmp_path / "mine.pt", dict(model.named_parameters()), TrainConfig(channels=8))
@@ -294,12 +294,12 @@ def test_run_folder_that_is_a_file(tmp_path, capsys, data_never_loaded):
 
 
 def test_read_only_run_folder(tmp_path, capsys, data_never_loaded, monkeypatch):
-    import mamlkit.cli
+    import mamlkit.run.cli
 
     def read_only(*args, **kwargs):  # what a read-only folder answers (root ignores chmod)
         raise PermissionError(13, "Permission denied", str(tmp_path / "run"))
 
-    monkeypatch.setattr(mamlkit.cli.tempfile, "TemporaryFile", read_only)
+    monkeypatch.setattr(mamlkit.run.cli.tempfile, "TemporaryFile", read_only)
     status, out = run(["train", "--run-dir", str(tmp_path / "run")], capsys)
     line = one_error_line(out.err)
     assert status == 1 and "cannot write in the run folder" in line and "Permission denied" in line
@@ -317,7 +317,7 @@ def test_read_only_run_folder_for_real(tmp_path, capsys, data_never_loaded):
 
 
 def fake_checkpoint(run_dir: Path, **settings) -> Path:
-    from mamlkit import checkpoints
+    from mamlkit.run import checkpoints
 
     config = dataclasses.asdict(TrainConfig(**settings))
     return checkpoints.atomic_save({"config": config, "iteration": 3, "params": {}}, run_dir / "checkpoint.pt")
@@ -362,8 +362,8 @@ def test_a_foreign_dict_says_what_it_lacks_and_what_the_command_line_evaluates(t
 
 def test_a_trainer_export_of_another_model_says_what_the_command_line_evaluates(tmp_path, capsys,
                                                                                data_never_loaded):
-    from mamlkit.checkpoints import save_weights
     from mamlkit.functional import get_params
+    from mamlkit.run.checkpoints import save_weights
 
     model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
     save_weights(tmp_path / "mlp.pt", get_params(model), TrainConfig(n_way=3))
@@ -514,13 +514,13 @@ def test_data_download_fetches_verifies_and_checks(tmp_path, monkeypatch, capsys
 
 
 def test_a_non_finite_training_step_ends_with_one_line(tmp_path, capsys, monkeypatch):
-    import mamlkit.train
+    import mamlkit.run.train
 
     def refused(self, progress=True):
         raise FloatingPointError("training stopped at step 7: the query loss is nan; inner_lr may be too large")
 
-    monkeypatch.setattr(mamlkit.train, "omniglot_task_samplers", lambda config: {})
-    monkeypatch.setattr(mamlkit.train.Trainer, "train", refused)
+    monkeypatch.setattr(mamlkit.run.train, "omniglot_task_samplers", lambda config: {})
+    monkeypatch.setattr(mamlkit.run.train.Trainer, "train", refused)
     status, out = run(["train", "--run-dir", str(tmp_path / "run")], capsys)
     assert status == 1 and "the query loss is nan" in one_error_line(out.err)
 
@@ -539,12 +539,12 @@ def test_debug_shows_the_traceback(tmp_path, monkeypatch):
 
 
 def test_an_internal_error_keeps_its_traceback(monkeypatch):
-    import mamlkit.train
+    import mamlkit.run.train
 
     def bug(*args, **kwargs):
         raise RuntimeError("a bug in mamlkit")
 
-    monkeypatch.setattr(mamlkit.train, "evaluate_checkpoint", bug)
+    monkeypatch.setattr(mamlkit.run.train, "evaluate_checkpoint", bug)
     with pytest.raises(RuntimeError, match="a bug in mamlkit"):
         main(["evaluate", str(SHIPPED)])
 
@@ -622,9 +622,9 @@ class RandomOmniglotLikeTasks:
 
 @pytest.fixture
 def stand_in_tasks(monkeypatch):
-    import mamlkit.train
+    import mamlkit.run.train
 
-    monkeypatch.setattr(mamlkit.train, "omniglot_task_samplers",
+    monkeypatch.setattr(mamlkit.run.train, "omniglot_task_samplers",
                         lambda config: {"train": RandomOmniglotLikeTasks(config),
                                         "val": RandomOmniglotLikeTasks(config)})
 
@@ -646,13 +646,13 @@ def test_a_non_finite_step_names_the_extreme_rate_and_its_way_out_works(tmp_path
 
 
 def checkpoints_load(path):
-    from mamlkit import checkpoints
+    from mamlkit.run import checkpoints
 
     return checkpoints.load(path)
 
 
 def test_skip_nonfinite_has_a_help_text():
-    from mamlkit.cli import build_parser
+    from mamlkit.run.cli import build_parser
 
     train = build_parser()._subparsers._group_actions[0].choices["train"]
     assert "skip a meta-step whose loss or meta-gradient is inf/nan" in " ".join(train.format_help().split())

@@ -4,9 +4,9 @@ import pytest
 import torch
 from helpers import flat, regression_tasks, tiny_mlp
 
-from mamlkit.curvature import hvp, meta_gradient_parts, second_order_share, top_eigenvalue
 from mamlkit.functional import forward, get_params
 from mamlkit.inner_loop import adapt
+from mamlkit.lessons.curvature import hvp, meta_gradient_parts, second_order_share, top_eigenvalue
 from mamlkit.losses import mse
 
 

@@ -16,16 +16,16 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from mamlkit import distributed
+from mamlkit.data.toy_classification import BlobClassifier, sample_blob_tasks
 from mamlkit.fast import meta_loss_batched
 from mamlkit.functional import get_params
 from mamlkit.inner_loop import init_inner_lrs
 from mamlkit.losses import cross_entropy
 from mamlkit.methods import MAML
 from mamlkit.outer_loop import NonFiniteError, meta_loss
+from mamlkit.run import distributed
+from mamlkit.run.train import TrainConfig, Trainer, read_metrics
 from mamlkit.tasks import TaskBatch
-from mamlkit.toy_classification import BlobClassifier, sample_blob_tasks
-from mamlkit.train import TrainConfig, Trainer, read_metrics
 
 
 # -- helpers, at module level so that spawned processes can import them -----------------------
@@ -224,7 +224,7 @@ def test_two_processes_train_like_one(tmp_path, float64, algorithm):
     one = make_trainer(config, tmp_path / "one")
     one.train(progress=False)
 
-    from mamlkit import checkpoints
+    from mamlkit.run import checkpoints
     state = checkpoints.load(tmp_path / "two/checkpoint.pt")
     assert state["iteration"] == 4
     for name, p in one.params.items():
@@ -288,7 +288,7 @@ def test_ctrl_c_on_one_process_stops_all_after_the_same_step(tmp_path, float64):
     config = tiny_config(checkpoint_every=10, val_every=10)
     run_ranks(2, _ctrl_c_on_rank_1, config, tmp_path)
     assert sorted(p.name for p in tmp_path.glob("rank*")) == ["rank0-stopped-at-3", "rank1-stopped-at-3"]
-    from mamlkit import checkpoints
+    from mamlkit.run import checkpoints
     assert checkpoints.load(tmp_path / "checkpoint.pt")["iteration"] == 3
 
 
@@ -299,10 +299,10 @@ def _command_on_ranks(rank, world_size, port, argv, out):
     torch.set_num_threads(1)
     import contextlib
 
-    import mamlkit.train
-    from mamlkit.cli import main
+    import mamlkit.run.train
+    from mamlkit.run.cli import main
 
-    mamlkit.train.omniglot_task_samplers = lambda c: {
+    mamlkit.run.train.omniglot_task_samplers = lambda c: {
         "train": RandomImageTasks(c.n_way, c.k_shot, c.n_query),
         "val": RandomImageTasks(c.n_way, c.k_shot, c.n_query)}
     with open(f"{out}/stdout{rank}", "w") as f, contextlib.redirect_stdout(f):

@@ -2,7 +2,7 @@
 edition a learner receives must state them as tasks, not print them.
 
 The edition is built as ``python -m mamlkit.classroom build-student`` builds it (the files git
-tracks); its ``mamlkit/autograd_warmups.py`` (docstrings, comments, stubs) and the text of
+tracks); its ``mamlkit/lessons/autograd_warmups.py`` (docstrings, comments, stubs) and the text of
 notebooks 01–03 (markdown and code cells) are searched for the answers, written in any of the
 usual ways: ``(1 − α L_S'')²``, ``(1 - \\alpha L_S'')^2``, ``(1 - inner_lr * curvature) ** 2``;
 ``α = 1/L_S''``, ``\\frac{1}{L_S''}``, ``1.0 / curvature``. The same search run on the
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: About how the edition is built: it reads the solutions, which the student edition does not carry.
 pytestmark = pytest.mark.hidden
-MODULE = "mamlkit/autograd_warmups.py"
+MODULE = "mamlkit/lessons/autograd_warmups.py"
 NOTEBOOKS = ("notebooks/01_autograd_basics.ipynb", "notebooks/02_inner_loop.ipynb", "notebooks/03_outer_loop.ipynb")
 
 _CURVATURE = r"(l_s''|l''|curvature|support_hessian)"

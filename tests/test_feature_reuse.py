@@ -4,8 +4,14 @@ import pytest
 import torch
 from helpers import image_tasks, tiny_conv
 
-from mamlkit.feature_reuse import layer_names, layer_outputs, linear_cka, relative_change, representation_similarity
 from mamlkit.functional import get_params
+from mamlkit.lessons.feature_reuse import (
+    layer_names,
+    layer_outputs,
+    linear_cka,
+    relative_change,
+    representation_similarity,
+)
 
 
 def test_cka_of_a_representation_with_itself_is_one_and_invariant_to_rotation_and_scale():

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mamlkit.grouped_conv import grouped_conv2d
+from mamlkit.models.grouped_conv import grouped_conv2d
 
 
 def inputs(layout=torch.contiguous_format, groups=2, seed=0):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mamlkit.evaluate import mean_confidence_interval
-from mamlkit.intervals import bootstrap_interval, task_wilson_interval, wilson_interval
+from mamlkit.lessons.intervals import bootstrap_interval, task_wilson_interval, wilson_interval
 
 
 def test_wilson_interval_matches_its_formula_and_a_published_value():

@@ -23,12 +23,12 @@ import math
 import pytest
 import torch
 
+from mamlkit.data.sinusoid import sample_sinusoid_tasks
 from mamlkit.functional import forward, get_params
+from mamlkit.lessons.maml_from_scratch import train_maml_from_scratch
+from mamlkit.lessons.sine_experiment import evaluate_sine
 from mamlkit.losses import mse
-from mamlkit.maml_from_scratch import train_maml_from_scratch
 from mamlkit.models import SineMLP
-from mamlkit.sine_experiment import evaluate_sine
-from mamlkit.sinusoid import sample_sinusoid_tasks
 
 #: The graded run: small enough to train in seconds on one thread.
 GRADED_RUN = dict(iterations=1_000, meta_batch_size=4, meta_lr=0.01, seed=0)

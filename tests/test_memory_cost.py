@@ -5,8 +5,8 @@ import torch
 from helpers import regression_tasks, tiny_mlp
 
 from mamlkit.functional import get_params
+from mamlkit.lessons.memory_cost import graph_memory, meta_step_cost
 from mamlkit.losses import mse
-from mamlkit.memory_cost import graph_memory, meta_step_cost
 
 
 def test_graph_memory_counts_the_tensors_saved_for_backward_once_per_storage():

@@ -3,13 +3,13 @@
 import pytest
 import torch
 
+from mamlkit.data.sinusoid import sample_sinusoid_tasks
 from mamlkit.fast import meta_loss_batched
 from mamlkit.functional import get_params
+from mamlkit.lessons.meta_overfitting import train_meta_overfitting
+from mamlkit.lessons.sine_experiment import train_sine_maml
 from mamlkit.losses import mse
-from mamlkit.meta_overfitting import train_meta_overfitting
 from mamlkit.models import SineMLP
-from mamlkit.sine_experiment import train_sine_maml
-from mamlkit.sinusoid import sample_sinusoid_tasks
 from mamlkit.tasks import TaskBatch
 
 

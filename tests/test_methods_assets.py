@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from helpers import check_reproduces_first_tasks, data_available
 
-from mamlkit.checkpoints import sha256
-from mamlkit.neighbours import ROWS
-from mamlkit.train import load_method
+from mamlkit.lessons.neighbours import ROWS
+from mamlkit.run.checkpoints import sha256
+from mamlkit.run.train import load_method
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 STEMS = [stem for _, _, stem in ROWS]
@@ -23,7 +23,7 @@ def test_each_method_ships_a_small_checkpoint_with_its_algorithm(stem):
     _, _, method, config = load_method(weights)
     assert manifest["algorithm"] == config["algorithm"] == method.name
     # The recorded command rebuilds the checkpoint's settings.
-    from mamlkit.cli import build_parser
+    from mamlkit.run.cli import build_parser
 
     args = build_parser().parse_args(manifest["command"].split()[3:])
     for name in ("algorithm", "first_order", "iterations", "seed", "inner_lr", "meta_batch_size"):

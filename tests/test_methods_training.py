@@ -6,9 +6,9 @@ import pytest
 import torch
 from test_train import samplers, tiny_config, without_timing
 
-from mamlkit import checkpoints
 from mamlkit.methods import ALGORITHMS, ANIL, MetaSGD, ProtoNet
-from mamlkit.train import TrainConfig, Trainer, evaluate_checkpoint, load_method, load_weights, read_metrics
+from mamlkit.run import checkpoints
+from mamlkit.run.train import TrainConfig, Trainer, evaluate_checkpoint, load_method, load_weights, read_metrics
 
 # A run takes second-order steps (2.1; Reptile's are first-order) and validates: first-order adaptation (3.2) and a
 # confidence interval (4.2); ANIL and ProtoNet also run their own exercise.
@@ -87,7 +87,7 @@ def test_exported_weights_evaluate_with_their_algorithm(tmp_path, name, monkeypa
     for n, r in trainer.method.trainable().items():
         assert torch.equal(method.trainable()[n], r.detach())
     # evaluate_checkpoint through the same samplers as the trainer's validation
-    import mamlkit.train as train
+    import mamlkit.run.train as train
 
     monkeypatch.setattr(train, "omniglot_task_samplers", lambda c: samplers(c))
     results = [evaluate_checkpoint(path, split="val", num_tasks=4, protocol=p, n_query=3)
@@ -109,7 +109,7 @@ def test_protonet_refuses_inner_loop_settings():
 
 
 def test_the_command_line_offers_algorithm_implementation_and_protocols():
-    from mamlkit.cli import build_parser
+    from mamlkit.run.cli import build_parser
 
     args = build_parser().parse_args(["train", "--run-dir", "x", "--algorithm", "anil", "--implementation", "loop"])
     assert (args.algorithm, args.implementation) == ("anil", "loop")

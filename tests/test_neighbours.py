@@ -7,8 +7,8 @@ import pytest
 from helpers import image_tasks, tiny_conv
 
 from mamlkit.functional import get_params
+from mamlkit.lessons.neighbours import ROWS, meta_step_cost, results_table
 from mamlkit.methods import build_method
-from mamlkit.neighbours import ROWS, meta_step_cost, results_table
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 

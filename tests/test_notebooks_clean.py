@@ -2,7 +2,7 @@
 
 If a test here fails, clean the notebooks with::
 
-    python -m mamlkit.notebook strip notebooks/*.ipynb
+    python -m mamlkit.lessons.notebook strip notebooks/*.ipynb
 """
 
 import json
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from mamlkit.notebook import strip_notebook
+from mamlkit.lessons.notebook import strip_notebook
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
-STRIP_HINT = "run: python -m mamlkit.notebook strip notebooks/*.ipynb"
+STRIP_HINT = "run: python -m mamlkit.lessons.notebook strip notebooks/*.ipynb"
 
 
 def _load(path: Path) -> dict:

@@ -1,4 +1,4 @@
-"""Tests of mamlkit.omniglot_plots: every helper returns a Figure, on small synthetic images."""
+"""Tests of mamlkit.lessons.omniglot_plots: every helper returns a Figure, on small synthetic images."""
 
 import matplotlib
 
@@ -10,7 +10,13 @@ import torch
 from matplotlib.figure import Figure
 
 from mamlkit.data.sampler import OmniglotTaskSampler
-from mamlkit.omniglot_plots import plot_adaptation_curve, plot_alphabets, plot_paper_table, plot_predictions, plot_task
+from mamlkit.lessons.omniglot_plots import (
+    plot_adaptation_curve,
+    plot_alphabets,
+    plot_paper_table,
+    plot_predictions,
+    plot_task,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -95,7 +101,7 @@ def test_plot_adaptation_curve_rejects_mismatched_lengths():
 
 
 def test_plot_paper_table_draws_every_shipped_manifest_curve_and_names_its_recipe():
-    from mamlkit.paper_table import shipped_results
+    from mamlkit.lessons.paper_table import shipped_results
 
     rows = shipped_results()
     fig = plot_paper_table(rows)

@@ -13,6 +13,7 @@ import torch
 from helpers import tiny_conv
 from torch import nn
 
+from mamlkit.data.toy_classification import sample_blob_tasks
 from mamlkit.evaluate import adaptation_curve, evaluate, fewer_ways
 from mamlkit.fast import meta_loss_batched
 from mamlkit.functional import SelectOutput, forward, get_params
@@ -22,9 +23,8 @@ from mamlkit.methods import build_method
 from mamlkit.methods import outer_step as method_outer_step
 from mamlkit.models import Conv4
 from mamlkit.outer_loop import meta_loss, outer_step
+from mamlkit.run.train import TrainConfig, Trainer, meta_lr_at
 from mamlkit.tasks import TaskBatch
-from mamlkit.toy_classification import sample_blob_tasks
-from mamlkit.train import TrainConfig, Trainer, meta_lr_at
 
 ALL_METHODS = ("maml", "fomaml", "anil", "protonet", "metasgd")
 
@@ -372,7 +372,7 @@ def test_extending_a_cosine_run_is_refused_unless_the_schedule_is_chosen(tmp_pat
 
 
 def test_the_command_line_offers_the_schedule_choice():
-    from mamlkit.cli import build_parser
+    from mamlkit.run.cli import build_parser
 
     args = build_parser().parse_args(["train", "--run-dir", "x", "--extend-schedule", "stretch"])
     assert args.extend_schedule == "stretch"

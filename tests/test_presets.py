@@ -11,9 +11,9 @@ import pytest
 import torch
 from test_train import samplers, tiny_config, without_timing
 
-from mamlkit.cli import build_parser, main
-from mamlkit.presets import PRESETS, preset, preset_config
-from mamlkit.train import TrainConfig, Trainer, evaluation_n_query, meta_lr_at, omniglot_task_samplers, read_metrics
+from mamlkit.run.cli import build_parser, main
+from mamlkit.run.presets import PRESETS, preset, preset_config
+from mamlkit.run.train import TrainConfig, Trainer, evaluation_n_query, meta_lr_at, omniglot_task_samplers, read_metrics
 
 # -- the schedule -------------------------------------------------------------------------
 
@@ -151,7 +151,7 @@ def test_preset_config_takes_changes_on_top():
 
 
 def test_the_command_line_preset_sets_defaults_and_explicit_options_win(monkeypatch):
-    import mamlkit.cli as cli
+    import mamlkit.run.cli as cli
 
     seen = {}
     monkeypatch.setitem(cli.COMMANDS, "train", lambda args: seen.setdefault("args", args) and 0)
@@ -224,7 +224,7 @@ def test_training_tasks_have_n_query_and_validation_and_test_tasks_eval_n_query(
 
 @pytest.mark.ex3_3  # learn_inner_lrs: init_inner_lrs
 def test_evaluate_checkpoint_uses_the_runs_eval_n_query_unless_told_otherwise(tmp_path, monkeypatch):
-    import mamlkit.train as train_module
+    import mamlkit.run.train as train_module
 
     config = tiny_config(n_query=2, eval_n_query=1, learn_inner_lrs=True)
     path = Trainer(config, tmp_path / "run", samplers(config)).export(tmp_path / "model.pt")

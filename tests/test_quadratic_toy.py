@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mamlkit.quadratic_toy import (
+from mamlkit.lessons.quadratic_toy import (
     QuadraticTasks,
     example_tasks,
     maml_loss,

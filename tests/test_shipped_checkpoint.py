@@ -7,8 +7,8 @@ import pytest
 import torch
 from helpers import check_reproduces_first_tasks, data_available
 
-from mamlkit.checkpoints import sha256
-from mamlkit.train import evaluate_checkpoint, load_weights
+from mamlkit.run.checkpoints import sha256
+from mamlkit.run.train import evaluate_checkpoint, load_weights
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 MANIFESTS = sorted(ASSETS.glob("omniglot_*.json"))
@@ -49,7 +49,7 @@ def test_evaluating_the_checkpoint_reproduces_the_manifest():
 
 
 def test_the_paper_table_has_a_checkpoint_for_every_setting():
-    from mamlkit.paper_table import shipped_results
+    from mamlkit.lessons.paper_table import shipped_results
 
     missing = [setting.name for setting, manifest in shipped_results(ASSETS) if manifest is None]
     assert not missing, f"no shipped checkpoint for {missing}"

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mamlkit.evaluate import mean_confidence_interval
-from mamlkit.sine_experiment import (
+from mamlkit.lessons.sine_experiment import (
     PAPER_MSE,
     SEED_STUDY_METHODS,
     SeedStudy,
@@ -140,7 +140,7 @@ def test_the_command_prints_the_table(capsys):
     assert main(["--iterations", "3", "--tasks", "4", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "| MAML | 10 | 0.35 |" in out and "| pretrained, tuned α = " in out
-    assert "command: OMP_NUM_THREADS=1 python -m mamlkit.sine_experiment --iterations 3 --tasks 4 --no-progress" in out
+    assert "command: OMP_NUM_THREADS=1 python -m mamlkit.lessons.sine_experiment --iterations 3 --tasks 4 --no-progress" in out
 
 
 def test_a_task_that_overshot_stays_counted_when_it_comes_back_down():

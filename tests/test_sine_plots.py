@@ -9,8 +9,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from mamlkit.sine_experiment import SeedStudy, SineEvaluation  # noqa: E402
-from mamlkit.sine_plots import (  # noqa: E402
+from mamlkit.data.sinusoid import dense_grid, sample_sinusoid_tasks  # noqa: E402
+from mamlkit.lessons.sine_experiment import SeedStudy, SineEvaluation  # noqa: E402
+from mamlkit.lessons.sine_plots import (  # noqa: E402
     plot_mse_curves,
     plot_mse_distribution,
     plot_seed_spread,
@@ -18,7 +19,6 @@ from mamlkit.sine_plots import (  # noqa: E402
     plot_sine_fits,
     plot_training_losses,
 )
-from mamlkit.sinusoid import dense_grid, sample_sinusoid_tasks  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

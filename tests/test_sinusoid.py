@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mamlkit.sinusoid import (
+from mamlkit.data.sinusoid import (
     AMPLITUDE_RANGE,
     PHASE_RANGE,
     X_RANGE,

@@ -7,9 +7,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
-from mamlkit.meta_overfitting import OverfittingRun
-from mamlkit.quadratic_toy import example_tasks
-from mamlkit.theory_plots import (
+from mamlkit.lessons.meta_overfitting import OverfittingRun
+from mamlkit.lessons.quadratic_toy import example_tasks
+from mamlkit.lessons.theory_plots import (
     plot_correction_ratio,
     plot_meta_loss_1d,
     plot_meta_overfitting,

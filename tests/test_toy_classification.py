@@ -3,10 +3,10 @@
 import pytest
 import torch
 
+from mamlkit.data.toy_classification import CENTRE_RANGE, BlobClassifier, sample_blob_tasks
 from mamlkit.functional import forward, get_params
 from mamlkit.inner_loop import adapt
 from mamlkit.losses import cross_entropy
-from mamlkit.toy_classification import CENTRE_RANGE, BlobClassifier, sample_blob_tasks
 
 
 def blobs(seed=0, **kwargs):
@@ -80,7 +80,7 @@ def test_decision_region_plot_has_a_panel_per_parameter_set():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mamlkit.toy_classification import plot_decision_regions
+    from mamlkit.data.toy_classification import plot_decision_regions
 
     model = BlobClassifier(n_way=3, generator=torch.Generator().manual_seed(0))
     params = get_params(model)

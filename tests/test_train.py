@@ -13,11 +13,11 @@ import signal
 import pytest
 import torch
 
-from mamlkit import checkpoints
 from mamlkit.functional import forward
 from mamlkit.losses import cross_entropy
+from mamlkit.run import checkpoints
+from mamlkit.run.train import TrainConfig, Trainer, load_weights, read_metrics
 from mamlkit.tasks import TaskBatch
-from mamlkit.train import TrainConfig, Trainer, load_weights, read_metrics
 
 
 class RandomImageTasks:
@@ -176,8 +176,8 @@ def test_exported_weights_load_back(tmp_path):
 
 
 def test_the_recorded_training_command_rebuilds_the_same_settings():
-    from mamlkit.cli import build_parser
-    from mamlkit.publish import training_command
+    from mamlkit.run.cli import build_parser
+    from mamlkit.run.publish import training_command
 
     config = tiny_config(first_order=True, split="vinyals")
     argv = training_command(config, "runs/x").split()[3:]  # drop "python -m mamlkit"
@@ -278,7 +278,7 @@ class SineTasks:
     """Sine regression tasks (float targets), drawn from the generator only."""
 
     def sample(self, n: int, generator: torch.Generator) -> TaskBatch:
-        from mamlkit.sinusoid import sample_sinusoid_tasks
+        from mamlkit.data.sinusoid import sample_sinusoid_tasks
 
         return sample_sinusoid_tasks(n, 5, 5, generator).batch
 

@@ -20,7 +20,11 @@ Used in ``notebooks/03_outer_loop.ipynb``.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
+import sys
+import tempfile
 import time
 from typing import Callable, Sequence
 
@@ -135,3 +139,47 @@ def meta_step_cost(
             times.append(time.perf_counter() - start)
         rows.append({"inner_steps": inner_steps, "graph_bytes": nbytes, "seconds": statistics.median(times)})
     return rows
+
+
+@contextlib.contextmanager
+def without_profiler_log():
+    """Drop the "USDT: ... profiler_start/stop" lines that the profiler's C++ side writes to fd 2."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines():
+                if not line.startswith("USDT:"):
+                    print(line, file=sys.stderr)
+
+
+def profiled_peak(step: Callable[[], list]) -> tuple[int, list]:
+    """Run ``step`` under ``torch.profiler`` and return the peak of live tensor bytes it allocated.
+
+    Tensors that existed before the call do not count; the result is the CPU analogue of
+    ``torch.cuda.max_memory_allocated`` growth, unaffected by what the process did earlier.
+
+    Returns:
+        ``(peak_bytes, meta_gradient)``.
+    """
+    with without_profiler_log():
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                    profile_memory=True) as prof:
+            grads = step()
+    # Every allocation and free, in time order (the per-operator summary merges them away).
+    try:
+        raw = prof.profiler.kineto_results.events()
+    except AttributeError as error:
+        raise RuntimeError("this torch's profiler has no kineto_results; use --memory-method rss") from error
+    events = sorted((e.start_ns(), e.nbytes()) for e in raw if e.name() == "[memory]")
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak, grads

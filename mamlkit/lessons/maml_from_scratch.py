@@ -2,10 +2,10 @@ r"""MAML end to end: the whole meta-training loop on sine waves, in one function
 
 Notebook 03 builds MAML from parts: :func:`mamlkit.inner_loop.adapt` (Exercise 2.1),
 :func:`mamlkit.outer_loop.meta_loss` (Exercise 3.1), :func:`mamlkit.outer_loop.outer_step`,
-:func:`mamlkit.sine_experiment.train_sine_maml`. :func:`train_maml_from_scratch` is the same
+:func:`mamlkit.lessons.sine_experiment.train_sine_maml`. :func:`train_maml_from_scratch` is the same
 algorithm written out in one loop, with nothing from those parts: every outer step
 
-1. **samples** a meta-batch of sine tasks (:func:`mamlkit.sinusoid.sample_sinusoid_tasks`),
+1. **samples** a meta-batch of sine tasks (:func:`mamlkit.data.sinusoid.sample_sinusoid_tasks`),
 2. **adapts** θ to each task's support set with one SGD step whose gradient keeps its graph
    (``torch.autograd.grad(..., create_graph=True)``),
 3. scores each adapted φᵢ on its query set and averages: the **meta-loss**,
@@ -24,11 +24,11 @@ import time
 
 import torch
 
+from mamlkit.data.sinusoid import sample_sinusoid_tasks
 from mamlkit.functional import forward, get_params
+from mamlkit.lessons.sine_experiment import SineRun
 from mamlkit.losses import mse
 from mamlkit.models import SineMLP
-from mamlkit.sine_experiment import SineRun
-from mamlkit.sinusoid import sample_sinusoid_tasks
 
 __all__ = ["train_maml_from_scratch"]
 
@@ -47,7 +47,7 @@ def train_maml_from_scratch(
 
     The defaults are a short run (well under a minute on one CPU thread): meta-batches of 4
     tasks instead of the paper's 25, and β = 0.01 instead of 10⁻³, which trade the final error
-    for speed. With the paper's settings the same loop is :func:`mamlkit.sine_experiment.train_sine_maml`
+    for speed. With the paper's settings the same loop is :func:`mamlkit.lessons.sine_experiment.train_sine_maml`
     with ``method="loop"``, only slower.
 
     What each outer step does (the body of the loop, Exercise 3.4):
@@ -74,7 +74,7 @@ def train_maml_from_scratch(
             (0: silent).
 
     Returns:
-        A :class:`~mamlkit.sine_experiment.SineRun`: ``params`` is the trained θ, ``losses[i]``
+        A :class:`~mamlkit.lessons.sine_experiment.SineRun`: ``params`` is the trained θ, ``losses[i]``
         the meta-loss (mean query MSE after the inner step) of outer step ``i``.
     """
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:

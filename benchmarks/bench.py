@@ -36,7 +36,7 @@ do, so they keep one task's graph alive at a time; ``torchopt`` stacks the query
 ``backward`` once, as its example does; ``mamlkit-fast`` keeps every task's graph of a chunk until
 that chunk's ``backward`` (``outer_step``'s ``task_chunk_size``; see the memory table).
 
-Examples (``python -m mamlkit.bench`` takes the same options)::
+Examples (``python benchmarks/bench.py`` takes the same options)::
 
     python -m mamlkit bench --threads 1 --repeats 5 --settings paper-5way
     python -m mamlkit bench --quick --skip-memory          # a few seconds, for tests
@@ -46,7 +46,6 @@ Examples (``python -m mamlkit.bench`` takes the same options)::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ctypes
 import dataclasses
 import datetime
@@ -61,6 +60,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -69,11 +69,12 @@ from torch.func import functional_call
 
 from mamlkit.fast import meta_loss_batched
 from mamlkit.functional import get_params
+from mamlkit.lessons.memory_cost import profiled_peak
 from mamlkit.losses import cross_entropy
 from mamlkit.models import Conv4
 from mamlkit.outer_loop import outer_step
+from mamlkit.run.train import TrainConfig
 from mamlkit.tasks import TaskBatch
-from mamlkit.train import TrainConfig
 
 FAST = "mamlkit-fast"
 LOOP = "loop-reference"
@@ -398,50 +399,6 @@ def time_interleaved(steps: dict, reference: list, repeats: int, warmup: int,
     return times, errors
 
 
-@contextlib.contextmanager
-def without_profiler_log():
-    """Drop the "USDT: ... profiler_start/stop" lines that the profiler's C++ side writes to fd 2."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            for line in capture.read().decode(errors="replace").splitlines():
-                if not line.startswith("USDT:"):
-                    print(line, file=sys.stderr)
-
-
-def profiled_peak(step: MetaStep) -> tuple[int, list]:
-    """Run ``step`` under ``torch.profiler`` and return the peak of live tensor bytes it allocated.
-
-    Tensors that existed before the call do not count; the result is the CPU analogue of
-    ``torch.cuda.max_memory_allocated`` growth, unaffected by what the process did earlier.
-
-    Returns:
-        ``(peak_bytes, meta_gradient)``.
-    """
-    with without_profiler_log():
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
-                                    profile_memory=True) as prof:
-            grads = step()
-    # Every allocation and free, in time order (the per-operator summary merges them away).
-    try:
-        raw = prof.profiler.kineto_results.events()
-    except AttributeError as error:
-        raise RuntimeError("this torch's profiler has no kineto_results; use --memory-method rss") from error
-    events = sorted((e.start_ns(), e.nbytes()) for e in raw if e.name() == "[memory]")
-    live = peak = 0
-    for _, nbytes in events:
-        live += nbytes
-        peak = max(peak, live)
-    return peak, grads
-
-
 def _status_bytes(field: str) -> Optional[int]:
     """A ``kB`` field of ``/proc/self/status`` (Linux) in bytes, or None where there is none."""
     try:
@@ -561,7 +518,7 @@ def measure_memory(setting: Setting, contender: str, device: torch.device, seed:
             return {"error": f"failed: {str(error).splitlines()[0][:80]}"}, None
     with tempfile.TemporaryDirectory(prefix="mamlkit-bench-") as folder:
         spec["grads_path"] = os.path.join(folder, "grads.pt")
-        done = subprocess.run([sys.executable, "-m", "mamlkit.bench", "--probe", json.dumps(spec)],
+        done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--probe", json.dumps(spec)],
                               capture_output=True, text=True)
         for line in reversed(done.stdout.splitlines()):
             if line.startswith(PROBE_TAG):

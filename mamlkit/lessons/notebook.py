@@ -11,7 +11,7 @@ Used in every notebook under ``notebooks/``:
   copy, say), where edits to ``mamlkit/*.py`` would have no effect.
 * ``strip_notebook(path)`` removes outputs before a notebook is committed::
 
-      python -m mamlkit.notebook strip notebooks/*.ipynb
+      python -m mamlkit.lessons.notebook strip notebooks/*.ipynb
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def show_source(obj: object) -> None:
     code once.
 
     Args:
-        obj: a function, class or method defined in a Python file (e.g. ``mamlkit.checks.check_close``).
+        obj: a function, class or method defined in a Python file (e.g. ``mamlkit.lessons.checks.check_close``).
     """
     source = inspect.getsource(obj)
     module = inspect.getmodule(obj)
@@ -168,12 +168,12 @@ def strip_notebook(path: str | os.PathLike) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m mamlkit.notebook strip NOTEBOOK...``.
+    """Command line: ``python -m mamlkit.lessons.notebook strip NOTEBOOK...``.
 
     Returns:
         The exit status: 0.
     """
-    parser = argparse.ArgumentParser(prog="python -m mamlkit.notebook", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m mamlkit.lessons.notebook", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     strip = commands.add_parser("strip", help="remove outputs and execution counts from notebooks")
     strip.add_argument("notebooks", nargs="+", type=Path, help=".ipynb files to clean in place")

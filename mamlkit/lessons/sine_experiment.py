@@ -11,7 +11,7 @@ The paper reports, for 5 points and 1 / 5 / 10 steps, an MSE of 0.67 / 0.38 / 0.
 command below trains both methods for :data:`DEFAULT_ITERATIONS` on the same tasks from the same
 initialisation, which takes about 3 CPU minutes on one core, and prints measured against paper::
 
-    OMP_NUM_THREADS=1 python -m mamlkit.sine_experiment
+    OMP_NUM_THREADS=1 python -m mamlkit.lessons.sine_experiment
 
 **The baseline's step size.** The paper fine-tunes the pretrained network "with an
 automatically tuned step size". The table shows it both ways: with MAML's α = 0.01, and with
@@ -42,14 +42,14 @@ from typing import Optional, Sequence
 
 import torch
 
-from mamlkit.baseline import choose_inner_lr, pretrain
+from mamlkit.data.sinusoid import SinusoidTasks, sample_sinusoid_tasks
 from mamlkit.evaluate import adaptation_curve
 from mamlkit.functional import Params, check_params, get_params
 from mamlkit.inner_loop import InnerLR, init_inner_lrs
+from mamlkit.lessons.baseline import choose_inner_lr, pretrain
 from mamlkit.losses import mse
 from mamlkit.models import SineMLP
 from mamlkit.outer_loop import outer_step
-from mamlkit.sinusoid import SinusoidTasks, sample_sinusoid_tasks
 from mamlkit.tasks import TaskBatch
 
 __all__ = [
@@ -190,7 +190,7 @@ def train_sine_pretrained(
     """The baseline: the same network, seed and tasks, trained by plain regression on all points.
 
     Each step pools the ``meta_batch_size`` tasks' support and query points (the very points
-    MAML sees) into one regression batch (:func:`mamlkit.baseline.pretrain`).
+    MAML sees) into one regression batch (:func:`mamlkit.lessons.baseline.pretrain`).
 
     Args:
         iterations, meta_batch_size, k_shot, seed, progress: as in :func:`train_sine_maml`.
@@ -374,7 +374,7 @@ def tune_fine_tune_lr(
     fine-tuning steps, on ``num_tasks`` waves drawn from ``seed`` (not the test waves).
 
     Returns:
-        ``(best α, {α: score})``, as :func:`mamlkit.baseline.choose_inner_lr`.
+        ``(best α, {α: score})``, as :func:`mamlkit.lessons.baseline.choose_inner_lr`.
     """
     def score(lr: float) -> float:
         return sum(evaluate_sine(params, lr, k_shot, steps, num_tasks, seed=seed).mean[1:]) / steps
@@ -533,8 +533,8 @@ def seed_study(
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """``python -m mamlkit.sine_experiment``: train MAML and the baseline, print the table."""
-    parser = argparse.ArgumentParser(prog="python -m mamlkit.sine_experiment",
+    """``python -m mamlkit.lessons.sine_experiment``: train MAML and the baseline, print the table."""
+    parser = argparse.ArgumentParser(prog="python -m mamlkit.lessons.sine_experiment",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS,
                         help=f"meta-iterations for both methods (default {DEFAULT_ITERATIONS}; the paper: 70000)")
@@ -561,7 +561,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                  evaluate_sine(pretrained.params, tuned_lr, num_tasks=args.tasks), "pretrained"))
     total = time.perf_counter() - start
 
-    command = "OMP_NUM_THREADS=1 python -m mamlkit.sine_experiment " + " ".join(
+    command = "OMP_NUM_THREADS=1 python -m mamlkit.lessons.sine_experiment " + " ".join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     print(f"\n5-shot sine regression, MSE on a 100-point grid over [-5, 5], {args.tasks} tasks, "
           f"after {args.iterations} meta-iterations (the paper: 70000)\n")

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from mamlkit.errors import CheckpointError, ConfigError, MamlkitError, RunFolderError
-from mamlkit.train import TrainConfig, changed_settings, schedule_after_resume
+from mamlkit.run.train import TrainConfig, changed_settings, schedule_after_resume
 
 
 def _positive_or(word: str, unit: str, meaning: str):
@@ -161,7 +161,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser(preset: Optional[str] = None) -> argparse.ArgumentParser:
-    """The parser; with ``preset`` (mamlkit.presets), ``train``'s defaults are that preset's."""
+    """The parser; with ``preset`` (mamlkit.run.presets), ``train``'s defaults are that preset's."""
     # No abbreviations: `--iter` is a typo to report, not a guess at --iterations.
     parser = argparse.ArgumentParser(prog="python -m mamlkit", description="MAML on Omniglot.",
                                      allow_abbrev=False)
@@ -176,10 +176,10 @@ def build_parser(preset: Optional[str] = None) -> argparse.ArgumentParser:
     train.add_argument("--export", help="also copy the final weights to this file (e.g. assets/x.pt)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_config_options(train)
-    from mamlkit.presets import PRESETS
-    from mamlkit.presets import preset as preset_values
+    from mamlkit.run.presets import PRESETS
+    from mamlkit.run.presets import preset as preset_values
     train.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                       help="start from named settings (mamlkit.presets; 'fast': 97%% in minutes on "
+                       help="start from named settings (mamlkit.run.presets; 'fast': 97%% in minutes on "
                             "a CPU); options given here override them")
     if preset is not None:
         train.set_defaults(**preset_values(preset))
@@ -226,7 +226,7 @@ def build_parser(preset: Optional[str] = None) -> argparse.ArgumentParser:
     data.add_argument("--data-root", default=None, help="also show this folder, as train/evaluate would use it")
     data.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    # ``bench`` hands all its arguments to mamlkit.bench (see main); listed here for --help.
+    # ``bench`` hands all its arguments to benchmarks/bench.py (see run_benchmark); listed here for --help.
     commands.add_parser("bench", help="time one meta-step against other implementations "
                                       "(python -m mamlkit bench --help)", add_help=False)
     parser.commands = {"train": train, "evaluate": evaluate, "export": export, "data": data}
@@ -318,7 +318,7 @@ def check_resume(config: TrainConfig, run_folder: Path) -> None:
     The trainer checks the same when it resumes; checking here first answers in a second,
     without loading or downloading data.
     """
-    from mamlkit import checkpoints
+    from mamlkit.run import checkpoints
 
     path = run_folder / "checkpoint.pt"
     if not path.exists():
@@ -337,9 +337,9 @@ def check_resume(config: TrainConfig, run_folder: Path) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from mamlkit import distributed
     from mamlkit.data.omniglot import check_task_settings
-    from mamlkit.train import Trainer
+    from mamlkit.run import distributed
+    from mamlkit.run.train import Trainer
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**values)
@@ -381,7 +381,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from mamlkit.train import evaluate_checkpoint
+    from mamlkit.run.train import evaluate_checkpoint
 
     if args.json:
         writable_file(args.json, "--json")
@@ -402,7 +402,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from mamlkit.publish import export_run
+    from mamlkit.run.publish import export_run
 
     for name in ("checkpoint.pt", "metrics.jsonl"):
         if not (Path(args.run_dir) / name).is_file():
@@ -472,7 +472,7 @@ def preset_named_in(argv: Sequence[str]) -> Optional[str]:
 
     An unknown name gives None here, and argparse's error with the choices when parsed.
     """
-    from mamlkit.presets import PRESETS
+    from mamlkit.run.presets import PRESETS
 
     for i, arg in enumerate(argv):
         if arg == "--preset" and i + 1 < len(argv):
@@ -485,13 +485,30 @@ def preset_named_in(argv: Sequence[str]) -> Optional[str]:
     return None
 
 
+def run_benchmark(argv: list[str]) -> int:
+    """``python -m mamlkit bench ...``: the repository's ``benchmarks/bench.py`` with these arguments.
+
+    The benchmark is a script of the repository, not part of the package; it needs a checkout.
+    """
+    import runpy
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench.py"
+    if not script.is_file():
+        print(f"error: the benchmark is the script benchmarks/bench.py of the course repository, and "
+              f"{script} does not exist; run it from a checkout: python benchmarks/bench.py", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(script.parent))  # its helpers are imported by the other benchmarks too
+    try:
+        return runpy.run_path(str(script))["main"](argv)
+    finally:
+        sys.path.remove(str(script.parent))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run one command; return its exit status (0 ok, 1 the work failed, 2 bad input, 130 Ctrl-C)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:
-        from mamlkit.bench import main as bench_main
-
-        return bench_main(argv[1:])
+        return run_benchmark(argv[1:])
     # With --preset NAME, the preset's values are train's defaults (in --help too).
     args = parse(build_parser(preset_named_in(argv)), argv)
     debug = getattr(args, "debug", False) or debug_from_env()

@@ -19,7 +19,7 @@ so are its query images. Pretraining normalised 128-image batches, however, so
 running averages estimate) for :func:`features` to normalise with instead, as a standard
 classifier is evaluated.
 
-Used in ``notebooks/04_omniglot_maml.ipynb``; ``python -m mamlkit.transfer_baseline`` trains
+Used in ``notebooks/04_omniglot_maml.ipynb``; ``python -m mamlkit.lessons.transfer_baseline`` trains
 the backbone shipped in ``assets/`` (see :func:`main`).
 """
 
@@ -44,7 +44,7 @@ from mamlkit.models import Conv4
 # jobs far more (the course's shared 2-core CPU under load, 50 tasks: their features 8.6 s with
 # two threads, 0.4 s with one; 100 Adam steps of their heads 4.1 s and 0.2 s). Same numbers
 # (a test checks the heads).
-from mamlkit.publish import one_thread as _one_thread
+from mamlkit.run.publish import one_thread as _one_thread
 from mamlkit.tasks import TaskBatch
 
 __all__ = ["batch_norm_statistics", "features", "fine_tune_heads", "head_accuracy", "load_backbone", "pretrain_classifier", "rotated_classes",
@@ -302,7 +302,7 @@ def load_backbone(path: str | Path) -> tuple[Conv4, Params, dict]:
 def main(argv: Optional[list[str]] = None) -> int:
     """Train the backbone on the training characters and save its blocks (the head is dropped).
 
-    ``python -m mamlkit.transfer_baseline --epochs 2 --out assets/omniglot_transfer_backbone.pt``
+    ``python -m mamlkit.lessons.transfer_baseline --epochs 2 --out assets/omniglot_transfer_backbone.pt``
     """
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--epochs", type=int, default=2)
@@ -333,7 +333,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 "seed": args.seed, "split": "maml", "classes": int(y.max()) + 1, "images": len(x),
                 "training_seconds": round(seconds), "threads": torch.get_num_threads(),
                 "final_loss": sum(losses[-50:]) / min(50, len(losses)), "epoch_losses": epoch_losses,
-                "command": "python -m mamlkit.transfer_baseline " + " ".join(sys.argv[1:] if argv is None else argv)}
+                "command": "python -m mamlkit.lessons.transfer_baseline " + " ".join(sys.argv[1:] if argv is None else argv)}
     blocks = {n: p.clone() for n, p in params.items() if n.startswith("blocks.")}
     torch.save({"params": blocks, "settings": settings}, args.out)
     print(json.dumps(settings, indent=1))

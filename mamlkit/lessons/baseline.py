@@ -14,7 +14,7 @@ The paper fine-tunes the baseline "using an automatically tuned step size": MAML
 makes the pretrained network's fine-tuning overshoot on many tasks (the table of
 ``notebooks/03_outer_loop.ipynb`` counts them). The top curvature of the support loss alone does
 not explain it: the notebook measures the largest Hessian eigenvalue at both θ
-(:func:`mamlkit.curvature.top_eigenvalue`), and which θ is steeper depends on how long each was
+(:func:`mamlkit.lessons.curvature.top_eigenvalue`), and which θ is steeper depends on how long each was
 trained. :func:`choose_inner_lr` picks α from a few candidates on
 validation tasks, never on the test tasks.
 
@@ -22,7 +22,7 @@ For sine waves the average over tasks of :math:`A\sin(x - \psi)` is a single smo
 that is roughly what the pretrained network learns; a few gradient steps from there cannot reach
 a particular wave, which is why the paper's baseline stays above 2 in MSE.
 
-Used in ``notebooks/03_outer_loop.ipynb`` and :mod:`mamlkit.sine_experiment`.
+Used in ``notebooks/03_outer_loop.ipynb`` and :mod:`mamlkit.lessons.sine_experiment`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 import matplotlib.pyplot as plt
 import torch
 
-from mamlkit.quadratic_toy import QuadraticTasks, maml_solution, one_step, pretrain_solution
+from mamlkit.lessons.quadratic_toy import QuadraticTasks, maml_solution, one_step, pretrain_solution
 
 __all__ = ["plot_correction_ratio", "plot_meta_loss_1d", "plot_meta_overfitting", "plot_quadratic_toy",
            "plot_step_cost"]
@@ -108,7 +108,7 @@ def plot_step_cost(rows: Mapping[str, Sequence[dict]]):
 
 
 def plot_meta_overfitting(runs: Mapping[str, object]):
-    """Train and validation meta-loss of each :class:`~mamlkit.meta_overfitting.OverfittingRun`."""
+    """Train and validation meta-loss of each :class:`~mamlkit.lessons.meta_overfitting.OverfittingRun`."""
     fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.4), sharey=True, squeeze=False)
     for ax, (label, run) in zip(axes[0], runs.items()):
         ax.plot(run.steps, run.train_meta_loss, marker="o", ms=3, label="training objective")

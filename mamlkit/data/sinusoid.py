@@ -11,7 +11,7 @@ an evenly spaced grid over :math:`[-5, 5]` (:func:`dense_grid`), so that the MSE
 of the whole curve.
 
 Used in ``notebooks/02_inner_loop.ipynb``, ``notebooks/03_outer_loop.ipynb`` and
-:mod:`mamlkit.sine_experiment`.
+:mod:`mamlkit.lessons.sine_experiment`.
 """
 
 from __future__ import annotations

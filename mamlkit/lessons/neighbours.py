@@ -52,12 +52,12 @@ def meta_step_cost(method: MetaLearner, model: nn.Module, params: Params, tasks:
     A meta-step here is the meta-loss and its gradient with respect to θ and the method's
     learned tensors, ``task_chunk_size`` tasks at a time, as in training (no optimiser step,
     so θ stays as it is). Peak memory is the largest total of live tensor bytes allocated
-    during one step (``torch.profiler``; see :func:`mamlkit.bench.profiled_peak`).
+    during one step (``torch.profiler``; see :func:`mamlkit.lessons.memory_cost.profiled_peak`).
 
     Returns:
         ``{"seconds": float, "peak_bytes": int, "repeats": int}``.
     """
-    from mamlkit.bench import profiled_peak
+    from mamlkit.lessons.memory_cost import profiled_peak
 
     wrt = list(params.values()) + list(method.trainable().values())
     chunk = tasks.num_tasks if task_chunk_size is None else task_chunk_size

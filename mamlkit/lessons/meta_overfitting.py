@@ -27,12 +27,12 @@ from dataclasses import dataclass
 
 import torch
 
+from mamlkit.data.sinusoid import sample_sinusoid_tasks
 from mamlkit.fast import meta_loss_batched
 from mamlkit.functional import get_params
 from mamlkit.losses import mse
 from mamlkit.models import SineMLP
 from mamlkit.outer_loop import outer_step
-from mamlkit.sinusoid import sample_sinusoid_tasks
 from mamlkit.tasks import TaskBatch
 
 __all__ = ["MODES", "OverfittingRun", "train_meta_overfitting"]

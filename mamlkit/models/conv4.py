@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mamlkit.batchnorm_relu import batch_norm_relu
 from mamlkit.functional import Params
-from mamlkit.grouped_conv import grouped_conv2d
+from mamlkit.models.batchnorm_relu import batch_norm_relu
+from mamlkit.models.grouped_conv import grouped_conv2d
 
 
 class SineMLP(nn.Module):
@@ -103,8 +103,8 @@ class Conv4(nn.Module):
 
         Activations are kept channels-last (``torch.channels_last``): PyTorch's CPU kernels for
         grouped convolutions compute in that layout and would otherwise convert every
-        gradient back and forth. The convolution is :func:`mamlkit.grouped_conv.grouped_conv2d`
-        and batch norm with ReLU :func:`mamlkit.batchnorm_relu.batch_norm_relu`, both with
+        gradient back and forth. The convolution is :func:`mamlkit.models.grouped_conv.grouped_conv2d`
+        and batch norm with ReLU :func:`mamlkit.models.batchnorm_relu.batch_norm_relu`, both with
         their second derivatives written out for speed.
 
         Args:

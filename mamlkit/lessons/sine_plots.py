@@ -99,7 +99,7 @@ def plot_mse_curves(
 
     Args:
         evaluations: ``{method: evaluation}``; each evaluation has lists ``mean``, ``ci95`` and
-            ``median`` indexed by step (e.g. :class:`mamlkit.sine_experiment.SineEvaluation`).
+            ``median`` indexed by step (e.g. :class:`mamlkit.lessons.sine_experiment.SineEvaluation`).
         paper: ``{method: {steps: mse}}``, drawn as hollow markers in the method's colour.
     """
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
@@ -206,7 +206,7 @@ def plot_seed_spread(study, title: str = "Test MSE over training seeds"):
     thin line is one seed. A seed whose mean overflowed is drawn at the top edge of the panel.
 
     Args:
-        study: a :class:`mamlkit.sine_experiment.SeedStudy` (``mean`` and ``median``:
+        study: a :class:`mamlkit.lessons.sine_experiment.SeedStudy` (``mean`` and ``median``:
             ``{method: (num_seeds, steps + 1)}``).
     """
     fig, axes = plt.subplots(1, 2, figsize=(10.0, 3.8), sharey=True)

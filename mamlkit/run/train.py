@@ -29,7 +29,6 @@ from typing import Optional
 
 import torch
 
-from mamlkit import checkpoints, distributed
 from mamlkit.errors import CheckpointError, ConfigError
 from mamlkit.evaluate import evaluate
 from mamlkit.functional import get_params
@@ -38,6 +37,7 @@ from mamlkit.methods import ALGORITHMS, build_method
 from mamlkit.methods import outer_step as method_outer_step
 from mamlkit.models import Conv4
 from mamlkit.outer_loop import NonFiniteError, frozen_everywhere, nonfinite_guard
+from mamlkit.run import checkpoints, distributed
 
 
 @dataclass
@@ -456,7 +456,7 @@ class Trainer:
             group["lr"] = meta_lr_at(c, self.iteration, self.schedule_iterations)
         first_order = c.first_order or self.iteration < c.first_order_steps
         self.method.first_order = first_order
-        # Under torchrun each process adapts its share of the tasks (see mamlkit.distributed).
+        # Under torchrun each process adapts its share of the tasks (see mamlkit.run.distributed).
         update = distributed.outer_step if distributed.world_size() > 1 else method_outer_step
         with seeded_random_layers(step_seed(c.seed, self.iteration), self.device):
             metrics = update(self.method, self.model, self.params, tasks, self.optimizer,
@@ -469,7 +469,7 @@ class Trainer:
 
         - A model with its own ``forward_tasks`` (``Conv4``) trains through it on the fast path;
           it must compute what ``forward`` computes, task by task. A learner who edits
-          ``ConvBlock``/``Conv4.forward`` (mamlkit/models.py) and not ``forward_tasks`` would
+          ``ConvBlock``/``Conv4.forward`` (mamlkit/models/conv4.py) and not ``forward_tasks`` would
           otherwise train another network than ``forward`` shows.
         - For class labels, the model must have as many outputs as the tasks have classes.
 
@@ -505,7 +505,7 @@ class Trainer:
                     raise ValueError(
                         f"{name}.forward_tasks does not compute what {name}.forward computes ({shown} on "
                         f"{part.num_tasks} tasks of the first batch), and the fast path trains forward_tasks: "
-                        f"make forward_tasks match your change of forward (mamlkit/models.py), or train "
+                        f"make forward_tasks match your change of forward (mamlkit/models/conv4.py), or train "
                         f"forward itself with implementation='loop' (--implementation loop), slower")
         if not part.y_support.is_floating_point() and outputs.dim() == 3:
             width = (params["head.weight"].shape[0] if not self.method.has_inner_loop and "head.weight" in params
@@ -619,7 +619,7 @@ class Trainer:
             self.export(self.model_path)
 
     def plot(self) -> None:
-        from mamlkit.plotting import plot_learning_curves
+        from mamlkit.run.plotting import plot_learning_curves
 
         # A skipped non-finite step logs only its count of skips: it has no accuracy to draw.
         records = [r for r in read_metrics(self.run_dir / "metrics.jsonl")
@@ -748,7 +748,7 @@ def load_weights(path: str | Path, device: str = "cpu"):
 
     Raises:
         CheckpointError: the file is missing, damaged, unsafe, a bare ``state_dict`` or lacks
-            settings (see :func:`mamlkit.checkpoints.load` and ``require_weights``), or its
+            settings (see :func:`mamlkit.run.checkpoints.load` and ``require_weights``), or its
             tensors do not fit the network its settings describe.
         ConfigError: ``device`` is not usable here.
     """

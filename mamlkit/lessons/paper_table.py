@@ -1,7 +1,7 @@
 """The MAML paper's Omniglot table (Finn et al. 2017, Table 1, conv net) beside the shipped checkpoints.
 
 Every row is one setting, its published accuracy and the stem of its checkpoint in ``assets/``
-(``<stem>.pt`` with the manifest ``<stem>.json`` that :func:`mamlkit.publish.export_run` wrote).
+(``<stem>.pt`` with the manifest ``<stem>.json`` that :func:`mamlkit.run.publish.export_run` wrote).
 Numbers are test accuracies in [0, 1] on 600 tasks; ``±`` is the 95% confidence interval.
 """
 

@@ -1,6 +1,6 @@
 """Named training settings: ``python -m mamlkit train --preset NAME``.
 
-A preset is data, a dictionary of :class:`mamlkit.train.TrainConfig` fields that differ from
+A preset is data, a dictionary of :class:`mamlkit.run.train.TrainConfig` fields that differ from
 the defaults (the MAML paper's 5-way 1-shot run). Options given on the command line override
 the preset's values, so ``--preset fast --iterations 1000 --first-order-steps 360`` is the fast
 preset, shorter (its first-order warm-up is a number of steps, so a shorter run gives both).
@@ -104,7 +104,7 @@ PRESETS: dict[str, dict] = {
 
 
 def preset(name: str) -> dict:
-    """The :class:`~mamlkit.train.TrainConfig` fields that preset ``name`` sets (a copy).
+    """The :class:`~mamlkit.run.train.TrainConfig` fields that preset ``name`` sets (a copy).
 
     Raises:
         ValueError: ``name`` is not a preset; the message lists the presets.
@@ -115,11 +115,11 @@ def preset(name: str) -> dict:
 
 
 def preset_config(name: str, **changes):
-    """A :class:`~mamlkit.train.TrainConfig` of preset ``name``, with ``changes`` on top.
+    """A :class:`~mamlkit.run.train.TrainConfig` of preset ``name``, with ``changes`` on top.
 
     Example: ``preset_config("fast", iterations=400, data_root="~/omniglot")``.
     """
-    from mamlkit.train import TrainConfig
+    from mamlkit.run.train import TrainConfig
 
     config = dataclasses.replace(TrainConfig(), **(preset(name) | changes))
     config.validate()

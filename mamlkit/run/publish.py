@@ -19,8 +19,8 @@ from typing import Optional
 
 import torch
 
-from mamlkit import checkpoints
-from mamlkit.train import TrainConfig, evaluate_checkpoint, git_commit
+from mamlkit.run import checkpoints
+from mamlkit.run.train import TrainConfig, evaluate_checkpoint, git_commit
 
 
 def machine_description() -> str:

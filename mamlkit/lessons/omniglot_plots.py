@@ -257,7 +257,7 @@ def plot_paper_table(rows) -> plt.Figure:
     """Test accuracy against inner steps for each shipped checkpoint of the paper's table.
 
     Args:
-        rows: ``(setting, manifest)`` pairs from :func:`mamlkit.paper_table.shipped_results`;
+        rows: ``(setting, manifest)`` pairs from :func:`mamlkit.lessons.paper_table.shipped_results`;
             each manifest's ``test_accuracy_per_step`` (after 0..S inner steps on 600 test
             tasks) is drawn, with the paper's accuracy as a marker at the step it reports; the
             legend names each checkpoint's steps and whether its command learned the inner rates.

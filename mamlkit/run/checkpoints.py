@@ -36,7 +36,7 @@ REQUIRED_SETTINGS = ("n_way", "k_shot", "n_query", "inner_lr", "inner_steps", "e
 
 HOW_TO_MAKE = (
     "`python -m mamlkit export --run-dir RUN --out FILE` makes one from a training run; for weights "
-    "trained elsewhere, `mamlkit.checkpoints.save_weights(FILE, params, config)` records them with "
+    "trained elsewhere, `mamlkit.run.checkpoints.save_weights(FILE, params, config)` records them with "
     "the settings they were trained with"
 )
 
