@@ -73,7 +73,7 @@ from mamlkit.lessons.memory_cost import profiled_peak
 from mamlkit.losses import cross_entropy
 from mamlkit.models import Conv4
 from mamlkit.outer_loop import outer_step
-from mamlkit.run.train import TrainConfig
+from mamlkit.run.config import TrainConfig
 from mamlkit.tasks import TaskBatch
 
 FAST = "mamlkit-fast"

@@ -54,7 +54,8 @@ def time_steps(args: argparse.Namespace) -> dict:
     import tempfile
 
     from mamlkit.run import distributed
-    from mamlkit.run.train import TrainConfig, Trainer
+    from mamlkit.run.config import TrainConfig
+    from mamlkit.run.train import Trainer
 
     distributed.init_from_env(args.device)
     try:

@@ -24,7 +24,8 @@ import argparse
 
 from mamlkit.methods import MAML
 from mamlkit.protocols import PROTOCOLS, support_stats_meta_loss
-from mamlkit.run.train import TrainConfig, Trainer
+from mamlkit.run.config import TrainConfig
+from mamlkit.run.train import Trainer
 
 RECIPE = dict(meta_batch_size=8, n_query=5, eval_n_query=1, meta_lr=0.003, meta_lr_schedule="cosine",
               first_order_steps=200, iterations=600, val_every=300, val_tasks=100, checkpoint_every=100,

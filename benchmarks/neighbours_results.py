@@ -35,7 +35,7 @@ import torch
 from mamlkit.functional import get_params
 from mamlkit.lessons.neighbours import ROWS, VARIANTS, meta_step_cost
 from mamlkit.methods import build_method
-from mamlkit.run.train import TrainConfig, build_model, omniglot_task_samplers
+from mamlkit.run.config import TrainConfig, build_model, omniglot_task_samplers
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "assets"

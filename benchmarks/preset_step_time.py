@@ -22,8 +22,9 @@ from typing import Optional, Sequence
 import torch
 from bench import require_positive
 
+from mamlkit.run.config import omniglot_task_samplers
 from mamlkit.run.presets import PRESETS, preset_config
-from mamlkit.run.train import Trainer, omniglot_task_samplers
+from mamlkit.run.train import Trainer
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

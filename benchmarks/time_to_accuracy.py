@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from mamlkit.run.train import read_metrics
+from mamlkit.run.run_folder import read_metrics
 
 
 def first_reaching(records: list, target: float) -> Optional[dict]:

@@ -72,7 +72,7 @@ def check_reproduces_first_tasks(stem: str, num_tasks: int) -> None:
     the same count makes the check exact whatever ``OMP_NUM_THREADS`` the grader runs with.
     """
     from mamlkit.run.publish import one_thread
-    from mamlkit.run.train import evaluate_checkpoint
+    from mamlkit.run.saved_models import evaluate_checkpoint
 
     manifest = json.loads((ASSETS / f"{stem}.json").read_text())
     expected = manifest[f"test_accuracy_first_{num_tasks}_tasks"]

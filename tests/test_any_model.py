@@ -437,7 +437,8 @@ def test_an_inner_lr_that_is_not_a_finite_number_says_which_it_is(bad, error, me
 
 def test_a_model_frozen_throughout_is_named_as_such(tmp_path):
     from mamlkit.run.checkpoints import save_weights
-    from mamlkit.run.train import TrainConfig, Trainer
+    from mamlkit.run.config import TrainConfig
+    from mamlkit.run.train import Trainer
 
     model = mlp()
     model.requires_grad_(False)

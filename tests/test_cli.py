@@ -37,7 +37,7 @@ def test_a_missing_checkpoint_is_named(tmp_path, capsys):
 def test_every_training_setting_is_an_option():
     from dataclasses import fields
 
-    from mamlkit.run.train import TrainConfig
+    from mamlkit.run.config import TrainConfig
 
     options = build_parser()._subparsers._group_actions[0].choices["train"]._option_string_actions
     for field in fields(TrainConfig):
@@ -66,7 +66,7 @@ def test_boolean_settings_are_flags(argv, expected):
 def test_every_boolean_setting_has_a_no_flag():
     from dataclasses import fields
 
-    from mamlkit.run.train import TrainConfig
+    from mamlkit.run.config import TrainConfig
 
     for field in fields(TrainConfig):
         if field.type in ("bool", bool):

@@ -28,7 +28,7 @@ import torch
 from mamlkit.data import omniglot
 from mamlkit.models import Conv4
 from mamlkit.run.cli import main
-from mamlkit.run.train import TrainConfig
+from mamlkit.run.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "assets" / "omniglot_5w1s.pt"
@@ -181,7 +181,7 @@ def test_plain_state_dict_says_what_it_holds_and_how_to_make_a_weights_file(tmp_
 
 def test_save_weights_makes_a_file_that_loads(tmp_path):
     from mamlkit.run.checkpoints import save_weights
-    from mamlkit.run.train import load_weights
+    from mamlkit.run.saved_models import load_weights
 
     model = Conv4(5, channels=8)
     path = save_weights(tmp_path / "mine.pt", dict(model.named_parameters()), TrainConfig(channels=8))
@@ -539,12 +539,12 @@ def test_debug_shows_the_traceback(tmp_path, monkeypatch):
 
 
 def test_an_internal_error_keeps_its_traceback(monkeypatch):
-    import mamlkit.run.train
+    import mamlkit.run.saved_models
 
     def bug(*args, **kwargs):
         raise RuntimeError("a bug in mamlkit")
 
-    monkeypatch.setattr(mamlkit.run.train, "evaluate_checkpoint", bug)
+    monkeypatch.setattr(mamlkit.run.saved_models, "evaluate_checkpoint", bug)
     with pytest.raises(RuntimeError, match="a bug in mamlkit"):
         main(["evaluate", str(SHIPPED)])
 

@@ -24,7 +24,9 @@ from mamlkit.losses import cross_entropy
 from mamlkit.methods import MAML
 from mamlkit.outer_loop import NonFiniteError, meta_loss
 from mamlkit.run import distributed
-from mamlkit.run.train import TrainConfig, Trainer, read_metrics
+from mamlkit.run.config import TrainConfig
+from mamlkit.run.run_folder import read_metrics
+from mamlkit.run.train import Trainer
 from mamlkit.tasks import TaskBatch
 
 

@@ -113,6 +113,6 @@ def test_an_old_module_command_still_runs():
 def test_an_old_name_used_in_an_import_from_statement():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
+        from mamlkit.run.config import TrainConfig as moved
         from mamlkit.train import TrainConfig  # noqa: F401  (the form learners' code uses)
-        from mamlkit.run.train import TrainConfig as moved
     assert TrainConfig is moved

@@ -8,7 +8,7 @@ from helpers import check_reproduces_first_tasks, data_available
 
 from mamlkit.lessons.neighbours import ROWS
 from mamlkit.run.checkpoints import sha256
-from mamlkit.run.train import load_method
+from mamlkit.run.saved_models import load_method
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 STEMS = [stem for _, _, stem in ROWS]

@@ -8,7 +8,10 @@ from test_train import samplers, tiny_config, without_timing
 
 from mamlkit.methods import ALGORITHMS, ANIL, MetaSGD, ProtoNet
 from mamlkit.run import checkpoints
-from mamlkit.run.train import TrainConfig, Trainer, evaluate_checkpoint, load_method, load_weights, read_metrics
+from mamlkit.run.config import TrainConfig
+from mamlkit.run.run_folder import read_metrics
+from mamlkit.run.saved_models import evaluate_checkpoint, load_method, load_weights
+from mamlkit.run.train import Trainer
 
 # A run takes second-order steps (2.1; Reptile's are first-order) and validates: first-order adaptation (3.2) and a
 # confidence interval (4.2); ANIL and ProtoNet also run their own exercise.
@@ -87,9 +90,9 @@ def test_exported_weights_evaluate_with_their_algorithm(tmp_path, name, monkeypa
     for n, r in trainer.method.trainable().items():
         assert torch.equal(method.trainable()[n], r.detach())
     # evaluate_checkpoint through the same samplers as the trainer's validation
-    import mamlkit.run.train as train
+    import mamlkit.run.saved_models as saved_models
 
-    monkeypatch.setattr(train, "omniglot_task_samplers", lambda c: samplers(c))
+    monkeypatch.setattr(saved_models, "omniglot_task_samplers", lambda c: samplers(c))
     results = [evaluate_checkpoint(path, split="val", num_tasks=4, protocol=p, n_query=3)
                for p in ("transductive", "support-stats")]
     assert all(0 <= r["mean"] <= 1 for r in results)

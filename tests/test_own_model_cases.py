@@ -23,7 +23,8 @@ from mamlkit.methods import build_method
 from mamlkit.methods import outer_step as method_outer_step
 from mamlkit.models import Conv4
 from mamlkit.outer_loop import meta_loss, outer_step
-from mamlkit.run.train import TrainConfig, Trainer, meta_lr_at
+from mamlkit.run.config import TrainConfig, meta_lr_at
+from mamlkit.run.train import Trainer
 from mamlkit.tasks import TaskBatch
 
 ALL_METHODS = ("maml", "fomaml", "anil", "protonet", "metasgd")

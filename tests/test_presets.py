@@ -12,8 +12,10 @@ import torch
 from test_train import samplers, tiny_config, without_timing
 
 from mamlkit.run.cli import build_parser, main
+from mamlkit.run.config import TrainConfig, evaluation_n_query, meta_lr_at, omniglot_task_samplers
 from mamlkit.run.presets import PRESETS, preset, preset_config
-from mamlkit.run.train import TrainConfig, Trainer, evaluation_n_query, meta_lr_at, omniglot_task_samplers, read_metrics
+from mamlkit.run.run_folder import read_metrics
+from mamlkit.run.train import Trainer
 
 # -- the schedule -------------------------------------------------------------------------
 
@@ -224,7 +226,7 @@ def test_training_tasks_have_n_query_and_validation_and_test_tasks_eval_n_query(
 
 @pytest.mark.ex3_3  # learn_inner_lrs: init_inner_lrs
 def test_evaluate_checkpoint_uses_the_runs_eval_n_query_unless_told_otherwise(tmp_path, monkeypatch):
-    import mamlkit.run.train as train_module
+    import mamlkit.run.saved_models as saved_models
 
     config = tiny_config(n_query=2, eval_n_query=1, learn_inner_lrs=True)
     path = Trainer(config, tmp_path / "run", samplers(config)).export(tmp_path / "model.pt")
@@ -235,8 +237,8 @@ def test_evaluate_checkpoint_uses_the_runs_eval_n_query_unless_told_otherwise(tm
         stand_in = samplers(dataclasses.replace(config, n_query=evaluation_n_query(config)))
         return {"train": stand_in["train"], "val": stand_in["val"], "test": stand_in["val"]}
 
-    monkeypatch.setattr(train_module, "omniglot_task_samplers", fake_samplers)
+    monkeypatch.setattr(saved_models, "omniglot_task_samplers", fake_samplers)
     monkeypatch.setattr("mamlkit.data.omniglot.check_task_settings", lambda *args: None)
-    train_module.evaluate_checkpoint(path, num_tasks=2)
-    train_module.evaluate_checkpoint(path, num_tasks=2, n_query=4)
+    saved_models.evaluate_checkpoint(path, num_tasks=2)
+    saved_models.evaluate_checkpoint(path, num_tasks=2, n_query=4)
     assert seen == [1, 4]

@@ -8,7 +8,7 @@ import torch
 from helpers import check_reproduces_first_tasks, data_available
 
 from mamlkit.run.checkpoints import sha256
-from mamlkit.run.train import evaluate_checkpoint, load_weights
+from mamlkit.run.saved_models import evaluate_checkpoint, load_weights
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 MANIFESTS = sorted(ASSETS.glob("omniglot_*.json"))

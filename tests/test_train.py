@@ -16,7 +16,10 @@ import torch
 from mamlkit.functional import forward
 from mamlkit.losses import cross_entropy
 from mamlkit.run import checkpoints
-from mamlkit.run.train import TrainConfig, Trainer, load_weights, read_metrics
+from mamlkit.run.config import TrainConfig
+from mamlkit.run.run_folder import read_metrics
+from mamlkit.run.saved_models import load_weights
+from mamlkit.run.train import Trainer
 from mamlkit.tasks import TaskBatch
 
 

@@ -1,5 +1,9 @@
 """Grade a repository: run each exercise's tests and turn their outcomes into points.
 
+It is one module because grading, the check that each exercise's tests really test it
+(:func:`verify_exercise_tests`) and grading each exercise on its own share one runner and one
+record of outcomes; an instructor reads them together.
+
 Each test belongs to the exercises whose markers it carries (``@pytest.mark.ex2_1`` belongs to
 Exercise 2.1). A small plugin (``_outcomes_plugin.py``) records each test's markers, outcome
 and message; pytest runs in a subprocess, on only the test files that carry the markers wanted.

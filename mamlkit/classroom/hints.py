@@ -1,5 +1,7 @@
 """Notebook helpers for learners working through the student edition.
 
+It is one module because its messages are data kept beside the one function that shows each.
+
 In the setup cell of a notebook::
 
     from mamlkit.classroom.hints import install_exercise_hints, check_exercise

@@ -1,5 +1,9 @@
 """Build the student edition of the course: the same repository with the solutions cut out.
 
+It is one module because cutting the solutions out of ``.py`` files and notebooks, the files an
+edition holds and the checks of the result against the exercise registry are one build, run and
+tested as one step.
+
 The instructor edition puts each solution between a line ``### BEGIN SOLUTION (Exercise 2.1)``
 and a line ``### END SOLUTION`` (nbgrader's markers, with the exercise id added), indented like
 the code around them. In the student edition, a ``.py`` file gets one line in place of each

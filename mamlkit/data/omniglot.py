@@ -1,5 +1,8 @@
 """Omniglot (Lake et al. 2015): find or download the zips, preprocess once to 28x28, split.
 
+It is one module because finding, checking, preprocessing and caching the data form one path
+that every error message describes end to end (where the zips were looked for, what was wrong).
+
 The data arrive as two zips, ``images_background.zip`` (30 alphabets, 964 characters) and
 ``images_evaluation.zip`` (20 alphabets, 659 characters), each holding
 ``images_<set>/<Alphabet>/characterNN/IIII_DD.png``: 20 drawings per character, 105x105

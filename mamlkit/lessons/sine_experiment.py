@@ -1,5 +1,8 @@
 r"""MAML on sine waves, against the pretrained baseline: the paper's 5-shot regression numbers.
 
+It is one module because it is one experiment, training, evaluation and its command line,
+that notebook 03 runs and its saved results reproduce.
+
 Meta-training follows Finn et al. (2017, §5.1): the 1 → 40 → 40 → 1 ReLU network
 (:class:`mamlkit.models.SineMLP`), K = 10 support and 10 query points per task, one inner SGD
 step with α = 0.01, Adam with β = 10⁻³ on meta-batches of 25 tasks. Evaluation adapts to 600

@@ -1,5 +1,8 @@
 """The command line: ``python -m mamlkit train | evaluate | export | data | bench``.
 
+It is one module because the commands share their parser, their input checks and the rule
+that every failure is one line and an exit status (see :func:`main`).
+
 Examples::
 
     python -m mamlkit train --run-dir runs/omniglot_5w1s            # the paper's 5-way 1-shot run
@@ -29,7 +32,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from mamlkit.errors import CheckpointError, ConfigError, MamlkitError, RunFolderError
-from mamlkit.run.train import TrainConfig, changed_settings, schedule_after_resume
+from mamlkit.run.config import TrainConfig, changed_settings, schedule_after_resume
 
 
 def _positive_or(word: str, unit: str, meaning: str):
@@ -381,7 +384,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from mamlkit.run.train import evaluate_checkpoint
+    from mamlkit.run.saved_models import evaluate_checkpoint
 
     if args.json:
         writable_file(args.json, "--json")

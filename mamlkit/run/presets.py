@@ -119,7 +119,7 @@ def preset_config(name: str, **changes):
 
     Example: ``preset_config("fast", iterations=400, data_root="~/omniglot")``.
     """
-    from mamlkit.run.train import TrainConfig
+    from mamlkit.run.config import TrainConfig
 
     config = dataclasses.replace(TrainConfig(), **(preset(name) | changes))
     config.validate()

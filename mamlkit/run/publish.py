@@ -20,7 +20,9 @@ from typing import Optional
 import torch
 
 from mamlkit.run import checkpoints
-from mamlkit.run.train import TrainConfig, evaluate_checkpoint, git_commit
+from mamlkit.run.config import TrainConfig
+from mamlkit.run.run_folder import git_commit
+from mamlkit.run.saved_models import evaluate_checkpoint
 
 
 def machine_description() -> str:
