@@ -1,4 +1,4 @@
-"""Collect the results table of notebook 05 and the README: every method, both protocols, cost.
+"""Collect the results table of notebook 05 and docs/results.md: every method, both protocols, cost.
 
 Inputs are the shipped checkpoints' manifests (``assets/omniglot_5w1s*.json``) and the JSON
 files written by the evaluation commands below; the cost of one meta-step is measured here,

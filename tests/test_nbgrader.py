@@ -149,11 +149,11 @@ def test_real_nbgrader_grades_untouched_solved_and_one_exercise_in_smoke_mode(tm
     assert "graded on its own" in untouched
 
 
-def test_the_readme_describes_the_layout_these_tests_grade():
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+def test_the_instructors_page_describes_the_layout_these_tests_grade():
+    text = (REPO / "docs" / "instructors.md").read_text(encoding="utf-8")
     section = text.split("**nbgrader**", 1)[1].split("**GitHub Classroom**", 1)[0]
     for piece in ("python -m mamlkit.classroom nbgrader-source", f"nbgrader generate_assignment {ASSIGNMENT}",
                   f"source/{ASSIGNMENT}/", "reference/", f"submitted/<student>/{ASSIGNMENT}/",
                   f"nbgrader autograde {ASSIGNMENT}", "exclude_overwriting", "MAMLKIT_REFERENCE", NBGRADER_VERSION):
-        assert piece in section, f"the README's nbgrader paragraph does not say {piece!r}"
+        assert piece in section, f"docs/instructors.md's nbgrader paragraph does not say {piece!r}"
     assert "BEGIN SOLUTION" not in section, "the notebooks hold no solution regions"

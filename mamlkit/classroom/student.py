@@ -60,7 +60,7 @@ END_MARKER = "### END SOLUTION"
 REGISTRY_PATH = "mamlkit/classroom/exercises.py"
 #: Files of the instructor edition that the student edition does not carry (it gets its own
 #: README and workflow instead, see :mod:`.edition_files`).
-INSTRUCTOR_ONLY = (".github/",)
+INSTRUCTOR_ONLY = (".github/", "docs/instructors.md")
 
 # Directories never copied when the source is not a git repository.
 _SKIP_DIRS = {

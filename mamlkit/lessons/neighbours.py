@@ -1,6 +1,6 @@
 """Notebook 05's helpers: published numbers, the cost of one meta-step, and the results table.
 
-Used in ``notebooks/05_maml_neighbours.ipynb`` and in the README's table of methods.
+Used in ``notebooks/05_maml_neighbours.ipynb`` and in the table of methods of docs/results.md.
 """
 
 from __future__ import annotations
