@@ -94,6 +94,16 @@ def test_nothing_imports_an_old_path():
     assert not {k: v for k, v in users.items() if v}
 
 
+def test_the_notebooks_and_docs_name_the_new_paths():
+    import re
+
+    repo = PACKAGE.parent
+    pages = [*sorted((repo / "notebooks").glob("*.ipynb")), repo / "README.md", *sorted((repo / "docs").glob("*.md"))]
+    old = re.compile(r"\bmamlkit[./](" + "|".join(MOVED) + r")\b")
+    named = {p.name: sorted(set(old.findall(p.read_text(encoding="utf-8")))) for p in pages if p.exists()}
+    assert not {k: v for k, v in named.items() if v}
+
+
 @pytest.mark.parametrize("old", sorted(MOVED))
 def test_an_old_import_path_gives_the_moved_module_with_a_deprecation_warning(old):
     sys.modules.pop(f"mamlkit.{old}", None)
