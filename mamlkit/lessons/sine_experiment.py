@@ -10,8 +10,8 @@ new tasks from K = 5 points with up to 10 steps of the same SGD and measures the
 evenly spaced points over [−5, 5].
 
 The paper reports, for 5 points and 1 / 5 / 10 steps, an MSE of 0.67 / 0.38 / 0.35 for MAML and
-2.41 / 2.23 / 2.19 for the pretrained baseline. The paper trains 70,000 meta-iterations; the
-command below trains both methods for :data:`DEFAULT_ITERATIONS` on the same tasks from the same
+2.41 / 2.23 / 2.19 for the pretrained baseline. The reference code's sine command trains 70,000
+meta-iterations; the command below trains both methods for :data:`DEFAULT_ITERATIONS` on the same tasks from the same
 initialisation, which takes about 3 CPU minutes on one core, and prints measured against paper::
 
     OMP_NUM_THREADS=1 python -m mamlkit.lessons.sine_experiment
@@ -70,7 +70,7 @@ __all__ = [
     "train_sine_pretrained",
 ]
 
-#: Meta-iterations of the command-line reproduction: a few CPU minutes (the paper: 70,000).
+#: Meta-iterations of the command-line reproduction: a few CPU minutes (the reference code's command: 70,000).
 DEFAULT_ITERATIONS = 20_000
 #: The seed of the 600 evaluation tasks: every method is judged on the same waves.
 EVAL_SEED = 2017
@@ -137,7 +137,7 @@ def train_sine_maml(
     """Meta-train the sine network with MAML (:func:`mamlkit.outer_loop.outer_step`).
 
     Args:
-        iterations: outer steps (the paper: 70,000).
+        iterations: outer steps (the reference code's command: 70,000).
         meta_batch_size: tasks per outer step.
         k_shot: support points per task; the query set has as many.
         inner_lr: α, the inner SGD step size (the initial value when ``learn_inner_lrs``).

@@ -6,6 +6,8 @@ tensors, and on a CPU the time goes into reading and writing memory, not into ar
 was the largest cost of the meta-step after the convolutions. Here the block
 ``relu(batch_norm(x))`` is one :class:`torch.autograd.Function` whose backward is again a
 Function, with the derivative of that backward (the "double backward") derived by hand below.
+Here γ and β are batch norm's scale and shift (Ioffe & Szegedy 2015), not the notebooks' meta
+learning rate β.
 It computes the same numbers as ``torch.relu(F.batch_norm(x, None, None, weight, bias,
 training=True))``; ``tests/test_batchnorm_relu.py`` checks both derivatives against float64
 finite differences (``gradcheck``, ``gradgradcheck``).

@@ -122,8 +122,10 @@ HELP = {
     "rotate": "rotate each class by a random multiple of 90° per task, as the MAML code does",
     "seed": "seed of initialisation and task sampling",
     "device": "cpu or cuda",
-    "algorithm": "maml, anil (head-only inner loop), metasgd (per-element learned inner rates) "
-                 "or protonet (prototypes, no inner loop); --first-order true with maml is FOMAML",
+    "algorithm": "maml, anil (head-only inner loop), metasgd (per-element learned inner rates), "
+                 "protonet (prototypes, no inner loop), reptile (θ towards SGD-adapted weights) or "
+                 "protomaml (MAML with the head started at the prototypes); --first-order true with "
+                 "maml is FOMAML",
     "implementation": "'fast' (all tasks at once) or 'loop' (one task at a time, the reference)",
     "task_chunk_size": "adapt this many tasks at once and accumulate their gradients, or 'all': "
                        "the same update; smaller chunks use less memory",

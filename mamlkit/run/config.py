@@ -36,8 +36,8 @@ class TrainConfig:
     eval_n_query: Optional[int] = None
     first_order: bool = False
     learn_inner_lrs: bool = False
-    # Which meta-learner (mamlkit.methods): maml, anil, metasgd or protonet. first_order
-    # applies to the three with an inner loop (algorithm=maml, first_order=true is FOMAML).
+    # Which meta-learner (mamlkit.methods): maml, anil, metasgd, protonet, reptile or protomaml.
+    # first_order applies to those with a differentiated inner loop (maml + first_order is FOMAML).
     algorithm: str = "maml"
     meta_lr: float = 1e-3
     # "cosine" anneals the meta learning rate from meta_lr to meta_lr_min over `iterations`

@@ -17,7 +17,8 @@ preset, shorter (its first-order warm-up is a number of steps, so a shorter run 
       accuracy is the one the literature reports.
     - ``first_order_steps`` 800: the first 800 of the 2,200 meta-steps drop the second
       derivatives (MAML++'s derivative-order annealing, Antoniou et al. 2019, §4). Such a step
-      costs about 0.7 of a second-order one here, and early on, while θ is far from good, it
+      takes 2.3× less time than a second-order one (docs/results.md, "MAML and its
+      neighbours"), and early on, while θ is far from good, it
       moves θ almost as well.
     - ``meta_lr`` 0.003 instead of 0.001, annealed to 0 by a cosine over the run (SGDR,
       Loshchilov & Hutter 2017, as MAML++ uses it): large steps while θ is far off, small ones
