@@ -26,9 +26,8 @@ def pytest_collection_finish(session):
     for item in session.items:
         if any(mark.args and mark.args[0] for mark in item.iter_markers("skipif")):
             continue  # skipped for a condition known now: its job is not needed
-        module = getattr(item, "module", None)  # a notebook cell (nbval) has none
-        for name, (function, tests) in getattr(module, "EARLY_JOBS", {}).items():
-            if getattr(item, "originalname", None) in tests:
+        for name, (function, tests) in getattr(item.module, "EARLY_JOBS", {}).items():
+            if item.originalname in tests:
                 early.start(name, function)
 
 
