@@ -15,7 +15,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-import early
 import pytest
 
 from mamlkit.classroom import gradescope
@@ -34,25 +33,16 @@ pytestmark = [
 ]
 
 
-def grade_mistaken_2_1(folder: Path):
+@pytest.fixture(scope="module")
+def mistaken_2_1(tmp_path_factory):
     """The student edition with Exercise 2.1 written without create_graph=True, graded on its own."""
-    student = folder / "student"
+    student = tmp_path_factory.mktemp("gradescope") / "student"
     build_student_edition(REPO, student)
     solve_exercises(student, ["2.1"], REPO)
     make_mistake(student, "no_create_graph")
     env = {k: v for k, v in os.environ.items() if k != "MAMLKIT_DATA"}
     env["OMP_NUM_THREADS"] = "1"
     return grade(student, reference=REPO, only=("2.1",), env=env, timeout=900)
-
-
-# Started in the background as soon as the session has collected the test (tests/early.py).
-EARLY_JOBS = {"gradescope-mistaken-2.1": (
-    grade_mistaken_2_1, ("test_the_feedback_names_the_mistake_and_puts_the_telling_failure_first",))}
-
-
-@pytest.fixture(scope="module")
-def mistaken_2_1():
-    return early.result("gradescope-mistaken-2.1", grade_mistaken_2_1)
 
 
 @pytest.mark.skipif(os.environ.get("MAMLKIT_CLASSROOM_QUICK") == "1",

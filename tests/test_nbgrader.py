@@ -18,7 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-import early
 import pytest
 
 from mamlkit.classroom.exercises import EXERCISES, get_exercise
@@ -118,41 +117,27 @@ def test_a_kernel_that_imported_another_mamlkit_is_not_checked(tmp_path):
     assert done.stdout.rstrip().endswith("False")
 
 
-NOTEBOOK = "notebooks/01_autograd_basics.ipynb"
-NOTEBOOK_EXERCISES = [e for e in EXERCISES if e.notebook == NOTEBOOK]
-ALONE = "1.2"
-
-
-def nbgrader_three_submissions(folder: Path) -> NbgraderRun:
-    """Release notebook 01 and autograde three submissions of it: untouched, solved, 1.2 alone."""
-    env = {**os.environ, "CI": "true", "MAMLKIT_SMOKE": "1", "OMP_NUM_THREADS": "1"}
-    run = NbgraderRun(REPO, folder, find_nbgrader(REPO), notebooks=(NOTEBOOK,), env=env)
-    start = time.monotonic()
-    run.release()
-    run.submit("untouched")
-    run.submit("solved", [e.id for e in NOTEBOOK_EXERCISES])
-    run.submit("alone", [ALONE])
-    run.autograde()
-    print(f"nbgrader: release and autograde of 3 submissions in {time.monotonic() - start:.0f} s")
-    return run
-
-
-# Started in the background as soon as the session has collected the test (tests/early.py).
-EARLY_JOBS = {"nbgrader": (nbgrader_three_submissions,
-                           ("test_real_nbgrader_grades_untouched_solved_and_one_exercise_in_smoke_mode",))}
-
-
 @pytest.mark.skipif(os.environ.get("MAMLKIT_CLASSROOM_QUICK") == "1",
                     reason="runs nbgrader on three submissions (about a minute); MAMLKIT_CLASSROOM_QUICK=1 leaves it out")
 @pytest.mark.skipif(find_nbgrader(REPO) is None,
                     reason=f"nbgrader is not installed (.ci/run installs nbgrader=={NBGRADER_VERSION} into "
                            ".venv-nbgrader; or set MAMLKIT_NBGRADER to its nbgrader command)")
-def test_real_nbgrader_grades_untouched_solved_and_one_exercise_in_smoke_mode():
-    notebook, ours, alone = NOTEBOOK, NOTEBOOK_EXERCISES, get_exercise(ALONE)
-    run = early.result("nbgrader", nbgrader_three_submissions)
-    released = (run.work / "course/release" / ASSIGNMENT / Path(notebook).name).read_text(encoding="utf-8")
+def test_real_nbgrader_grades_untouched_solved_and_one_exercise_in_smoke_mode(tmp_path):
+    notebook = "notebooks/01_autograd_basics.ipynb"
+    ours = [e for e in EXERCISES if e.notebook == notebook]
+    env = {**os.environ, "CI": "true", "MAMLKIT_SMOKE": "1", "OMP_NUM_THREADS": "1"}
+    run = NbgraderRun(REPO, tmp_path, find_nbgrader(REPO), notebooks=(notebook,), env=env)
+    start = time.monotonic()
+    run.release()
+    released = (tmp_path / "course/release" / ASSIGNMENT / Path(notebook).name).read_text(encoding="utf-8")
     assert '"locked": true' in released and "BEGIN SOLUTION" not in released
+    alone = get_exercise("1.2")
+    run.submit("untouched")
+    run.submit("solved", [e.id for e in ours])
+    run.submit("alone", [alone.id])
+    run.autograde()
     scores = run.scores()
+    print(f"nbgrader: release and autograde of 3 submissions in {time.monotonic() - start:.0f} s")
     assert scores["untouched"] == {grade_id(e): 0 for e in ours}, scores
     assert scores["solved"] == {grade_id(e): e.points for e in ours}, scores
     assert scores["alone"] == {grade_id(e): (e.points if e is alone else 0) for e in ours}, scores

@@ -33,7 +33,6 @@ import sys
 import time
 from pathlib import Path
 
-import early
 import pytest
 
 from mamlkit.classroom.exercises import EXERCISES
@@ -47,7 +46,6 @@ THIS_FILE = Path(__file__).resolve().relative_to(REPO).as_posix()
 #: Test files that run the same way in both editions, so (c) skips them for speed: the classroom
 #: tests build toy courses in temporary folders and import nothing that has a stub.
 NOT_RUN_IN_THE_EDITION = ("tests/test_classroom.py",)
-
 
 
 def _has_solution_regions() -> bool:
@@ -129,18 +127,12 @@ def test_the_student_edition_gives_no_solution_away(edition):
         assert stub in text, f"{where} in the student edition has no stub of {exercise.label} ({stub!r})"
 
 
-def run_the_edition_tests(folder: Path):
-    """One run of every test of a freshly built edition (without data)."""
-    out = folder / "student"
-    build_student_edition(REPO, out)
+@pytest.fixture(scope="module")
+def edition_run(edition):
+    """One run of every test of the edition (without data), reused by the tests below."""
+    out, _ = edition
     env = {k: v for k, v in os.environ.items() if k != "MAMLKIT_DATA"}
     return check_student_tests(out, ignore=(THIS_FILE, *NOT_RUN_IN_THE_EDITION), timeout=600, env=env)
-
-
-@pytest.fixture(scope="module")
-def edition_run():
-    """One run of every test of the edition (without data), reused by the tests below."""
-    return early.result("student-edition-tests", run_the_edition_tests)
 
 
 def test_the_edition_has_the_students_readme_and_classroom_workflow(edition):
@@ -234,11 +226,14 @@ def test_every_exercise_solved_alone_earns_its_points_and_no_other(edition, edit
         )
 
 
-def check_2_1_solved_and_mistaken(folder: Path) -> dict:
+@pytest.mark.skipif(
+    os.environ.get("MAMLKIT_CLASSROOM_QUICK") == "1",
+    reason="runs every Exercise 2.1 test twice (about a minute); MAMLKIT_CLASSROOM_QUICK=1 leaves it out",
+)
+def test_check_shows_a_tick_for_a_correct_2_1_alone_and_names_the_create_graph_mistake_first(edition, tmp_path):
     """As a learner: Exercise 2.1 written (the reference solution) and nothing else, then the
-    classic mistake, the inner gradient without ``create_graph=True``; ``check 2.1`` on each."""
-    out = folder / "edition"
-    build_student_edition(REPO, out)
+    classic mistake, the inner gradient without ``create_graph=True``."""
+    out, _ = edition
     refs = reference_functions(REPO)["2.1"]
     # The mistake, made in the reference's gradient_step (spelled out here, the solution's line
     # would itself be a leak of this file into the edition).
@@ -253,13 +248,13 @@ def check_2_1_solved_and_mistaken(folder: Path) -> dict:
     try:
         for name, edit in (("solved", lambda code: code),
                            ("mistaken", lambda code: code.replace(step.source, mistake))):
-            student = folder / name
+            student = tmp_path / name
             shutil.copytree(out, student)
             module = student / refs[0].path
             solved = _splice(module.read_text(encoding="utf-8"), refs[0].path, refs)
             module.write_text(edit(solved), encoding="utf-8")
             command = [sys.executable, "-m", "mamlkit.classroom", "check", "2.1", "--root", str(student)]
-            checks[name] = subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE,
+            checks[name] = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                             stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 900
         for name, process in checks.items():
@@ -270,15 +265,6 @@ def check_2_1_solved_and_mistaken(folder: Path) -> dict:
             if process.poll() is None:  # a timeout or an error above: leave no process behind
                 process.kill()
                 process.communicate()
-    return results
-
-
-@pytest.mark.skipif(
-    os.environ.get("MAMLKIT_CLASSROOM_QUICK") == "1",
-    reason="runs every Exercise 2.1 test twice (about a minute); MAMLKIT_CLASSROOM_QUICK=1 leaves it out",
-)
-def test_check_shows_a_tick_for_a_correct_2_1_alone_and_names_the_create_graph_mistake_first():
-    results = early.result("check-2.1", check_2_1_solved_and_mistaken)
     returncode, stdout, stderr = results["solved"]
     assert returncode == 0, stdout + stderr
     assert stdout.startswith("✓ Exercise 2.1 "), stdout
@@ -290,15 +276,18 @@ def test_check_shows_a_tick_for_a_correct_2_1_alone_and_names_the_create_graph_m
     assert "create_graph=True" in first, f"the first failure should name create_graph=True:\n{first}"
 
 
-def check_classic_mistakes(folder: Path) -> tuple[dict, dict, dict]:
+@pytest.mark.skipif(
+    os.environ.get("MAMLKIT_CLASSROOM_QUICK") == "1",
+    reason="runs the tests of Exercises 2.1 and 4.1 (about a minute); MAMLKIT_CLASSROOM_QUICK=1 leaves it out",
+)
+def test_check_names_the_classic_mistake_in_its_first_line(edition, tmp_path):
     """As a learner who made one of the classic mistakes: ``.backward()`` in the inner loop (whose
     failures are a bare TypeError deep in the library), or queries that are support images again
     (caught by a bare ``assert torch.equal``). The verdict, the first line, names the mistake."""
     from mamlkit.classroom.nbgrader_run import make_mistake
     from mamlkit.classroom.walk import solve_exercises
 
-    out = folder / "edition"
-    build_student_edition(REPO, out)
+    out, _ = edition
     cases = {
         "backward_in_the_inner_loop": ("2.1", "Likely mistake: `.backward()` in the inner loop"),
         "queries_are_support_images": ("4.1", "Likely mistake: the query images are not the drawings that follow "
@@ -309,42 +298,21 @@ def check_classic_mistakes(folder: Path) -> tuple[dict, dict, dict]:
     checks = {}
     try:
         for mistake, (exercise_id, _) in cases.items():
-            student = folder / mistake
+            student = tmp_path / mistake
             shutil.copytree(out, student)
             solve_exercises(student, [exercise_id], REPO)
             make_mistake(student, mistake)
             command = [sys.executable, "-m", "mamlkit.classroom", "check", exercise_id, "--root", str(student)]
-            checks[mistake] = subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE,
+            checks[mistake] = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                                stderr=subprocess.PIPE, text=True)
         results = {name: process.communicate(timeout=900) for name, process in checks.items()}
-        codes = {name: process.returncode for name, process in checks.items()}
     finally:
         for process in checks.values():
             if process.poll() is None:
                 process.kill()
                 process.communicate()
-    return cases, results, codes
-
-
-@pytest.mark.skipif(
-    os.environ.get("MAMLKIT_CLASSROOM_QUICK") == "1",
-    reason="runs the tests of Exercises 2.1 and 4.1 (about a minute); MAMLKIT_CLASSROOM_QUICK=1 leaves it out",
-)
-def test_check_names_the_classic_mistake_in_its_first_line():
-    cases, results, codes = early.result("check-classic-mistakes", check_classic_mistakes)
     for mistake, (exercise_id, named) in cases.items():
         stdout, stderr = results[mistake]
-        assert codes[mistake] == 1, stdout + stderr
+        assert checks[mistake].returncode == 1, stdout + stderr
         first = stdout.splitlines()[0]
         assert first.startswith(f"✗ Exercise {exercise_id} ") and named in first, f"{mistake}:\n{stdout[:2000]}"
-
-
-# Started in the background as soon as the session has collected these tests (tests/early.py).
-EARLY_JOBS = {
-    "student-edition-tests": (run_the_edition_tests, (
-        "test_in_the_student_edition_exactly_the_exercise_tests_fail_each_at_its_stub",
-        "test_every_exercise_solved_alone_earns_its_points_and_no_other")),
-    "check-2.1": (check_2_1_solved_and_mistaken,
-                  ("test_check_shows_a_tick_for_a_correct_2_1_alone_and_names_the_create_graph_mistake_first",)),
-    "check-classic-mistakes": (check_classic_mistakes, ("test_check_names_the_classic_mistake_in_its_first_line",)),
-}
