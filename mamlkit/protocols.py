@@ -47,7 +47,8 @@ def support_stats_forward_tasks(params: Params, x_support: torch.Tensor,
     At each block the convolution runs on support and query images alike; the per-(task,
     channel) mean :math:`\mu` and biased variance :math:`\sigma^2` are taken over the support
     images and pixels only, and both sets are normalised with them,
-    :math:`\gamma (h - \mu)/\sqrt{\sigma^2 + \epsilon} + \beta`. The support images are
+    :math:`\gamma (h - \mu)/\sqrt{\sigma^2 + \epsilon} + \beta` (γ, β: batch norm's
+    scale and shift, not the meta learning rate). The support images are
     therefore processed exactly as by ``Conv4.forward_tasks``; each query image's output depends
     on the support set and itself only. Differentiable with respect to ``params``, through the
     support statistics too (MetaBN training, :func:`support_stats_meta_loss`).

@@ -540,7 +540,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mamlkit.lessons.sine_experiment",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS,
-                        help=f"meta-iterations for both methods (default {DEFAULT_ITERATIONS}; the paper: 70000)")
+                        help=f"meta-iterations for both methods (default {DEFAULT_ITERATIONS}; the reference code's command: 70000)")
     parser.add_argument("--seed", type=int, default=0, help="initialisation and training tasks")
     parser.add_argument("--tasks", type=int, default=600, help="evaluation tasks")
     parser.add_argument("--first-order", action="store_true", help="also train first-order MAML")
@@ -567,7 +567,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     command = "OMP_NUM_THREADS=1 python -m mamlkit.lessons.sine_experiment " + " ".join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     print(f"\n5-shot sine regression, MSE on a 100-point grid over [-5, 5], {args.tasks} tasks, "
-          f"after {args.iterations} meta-iterations (the paper: 70000)\n")
+          f"after {args.iterations} meta-iterations (the reference code's command: 70000)\n")
     print(markdown_table(rows))
     print("\nOvershot: tasks on which fine-tuning, at this step or before, pushed the task's own support MSE"
           "\nabove its starting value (or overflowed): α was too large a step for them. They stay in every"

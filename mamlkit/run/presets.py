@@ -23,8 +23,8 @@ preset, shorter (its first-order warm-up is a number of steps, so a shorter run 
     - ``meta_lr`` 0.003 instead of 0.001, annealed to 0 by a cosine over the run (SGDR,
       Loshchilov & Hutter 2017, as MAML++ uses it): large steps while θ is far off, small ones
       at the end, where the last points of accuracy are.
-    - ``learn_inner_lrs``: one learned inner learning rate per parameter tensor (Li et al.
-      2017's Meta-SGD, per tensor as in MAML++): the outer loop tunes how far each layer moves
+    - ``learn_inner_lrs``: one learned inner learning rate per parameter tensor (CS330's
+      homework version; Meta-SGD, Li et al. 2017, learns one per element, MAML++ one per layer and step): the outer loop tunes how far each layer moves
       in the inner step.
     - validation every 600 steps on 600 tasks, the number the literature reports.
 
