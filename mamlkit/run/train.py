@@ -68,7 +68,6 @@ class Trainer:
         """
         config.validate()
         self.config = config
-        self.run_dir = Path(run_dir)
         self.folder = RunFolder(run_dir)
         self.device = torch.device(config.device)
         self.samplers = check_samplers(samplers) if samplers is not None else omniglot_task_samplers(config)
@@ -151,6 +150,10 @@ class Trainer:
         self.train_seconds = state.get("train_seconds", 0.0)
         self.code_commit = state.get("code_commit", self.code_commit)
         self.skipped_nonfinite = state.get("skipped_nonfinite", 0)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.folder.path
 
     @property
     def checkpoint_path(self) -> Path:
