@@ -337,3 +337,32 @@ def test_the_trainers_before_metrics_describe_theta_before_its_update(tmp_path):
     metrics = trainer.step(metrics_before=True)
     assert metrics["query_before_loss"] == pytest.approx(expected, rel=1e-6), (
         "the 'before adaptation' loss must be that of θ before this step's update")
+
+
+def test_init_from_starts_theta_and_rates_from_a_weights_file_with_a_fresh_optimiser(tmp_path, no_plots):
+    source = Trainer(tiny_config(learn_inner_lrs=True, seed=5), tmp_path / "source", samplers(tiny_config()))
+    with torch.no_grad():
+        for rate in source.inner_lrs.values():
+            rate.fill_(0.25)
+    path = source.export(tmp_path / "source.pt")
+    config = tiny_config(learn_inner_lrs=True, init_from=str(path), meta_lr=3e-3)
+    warm = Trainer(config, tmp_path / "warm", samplers(config))
+    assert all(torch.equal(warm.params[n], p.detach()) for n, p in source.params.items())
+    assert all(rate.item() == 0.25 for rate in warm.inner_lrs.values())
+    assert warm.iteration == 0 and not warm.optimizer.state
+    cold = Trainer(tiny_config(learn_inner_lrs=True), tmp_path / "cold", samplers(config))
+    assert not torch.equal(cold.params["head.weight"], warm.params["head.weight"])
+    assert warm.warm_start["sha256"] == checkpoints.sha256(path) and warm.warm_start["iterations"] == 0
+    # A resumed warm start continues from its own checkpoint, not from the file again.
+    warm.save_checkpoint()
+    path.unlink()
+    resumed = Trainer(config, tmp_path / "warm", samplers(config))
+    assert resumed.resume_if_possible() and resumed.warm_start == warm.warm_start
+
+
+def test_init_from_refuses_another_network_and_dropping_learned_rates(tmp_path):
+    path = Trainer(tiny_config(learn_inner_lrs=True), tmp_path / "s", samplers(tiny_config())).export(tmp_path / "s.pt")
+    with pytest.raises(ValueError, match="n_way=3, this run n_way=4"):
+        Trainer(tiny_config(n_way=4, learn_inner_lrs=True, init_from=str(path)), tmp_path / "a", samplers(tiny_config(n_way=4)))
+    with pytest.raises(ValueError, match="--learn-inner-lrs"):
+        Trainer(tiny_config(init_from=str(path)), tmp_path / "b", samplers(tiny_config()))

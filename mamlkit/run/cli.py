@@ -135,6 +135,8 @@ HELP = {
     "checkpoint_every": "save the run every this many steps",
     "skip_nonfinite": "skip a meta-step whose loss or meta-gradient is inf/nan (θ unchanged) and "
                       "count the skips in the log, instead of stopping the run",
+    "init_from": "start θ and learned inner rates from this weights file (a warm start: fresh optimiser, "
+                 "schedule and step count; recorded in the run's manifest)",
     "data_root": "folder with images_background.zip and images_evaluation.zip "
                  "(default: $MAMLKIT_DATA, then the user cache, then download)",
 }
@@ -155,7 +157,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
             continue
         if field.name == "task_chunk_size":
             kind = _chunk
-        elif field.name == "data_root":
+        elif field.name in ("data_root", "init_from"):
             kind = str
         elif field.name == "eval_n_query":
             kind = _queries_or_none

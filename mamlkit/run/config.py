@@ -77,6 +77,10 @@ class TrainConfig:
     # tasks and counts the skips in the log instead.
     skip_nonfinite: bool = False
     data_root: Optional[str] = None
+    # A warm start: θ (and learned inner rates) from this weights file (``export``'s, or a run's
+    # checkpoint.pt) instead of a random network; Adam, the meta-lr schedule, the first-order
+    # warm-up and the step count start afresh. The file's network settings must be this run's.
+    init_from: Optional[str] = None
 
     def validate(self) -> None:
         """Check every setting that can be checked without data.
@@ -128,6 +132,8 @@ class TrainConfig:
         if self.extend_schedule not in EXTEND_SCHEDULES:
             raise ConfigError(f"extend_schedule must be one of {EXTEND_SCHEDULES} (None: refuse to resume a "
                               f"cosine run with other iterations), got {self.extend_schedule!r}")
+        if self.init_from is not None and not isinstance(self.init_from, str):
+            raise ConfigError(f"init_from must be the path of a weights file or None, got {self.init_from!r}")
         if not isinstance(self.eval_mode, bool):
             raise ConfigError(f"eval_mode must be True or False, got {self.eval_mode!r}")
         if self.meta_lr_schedule not in META_LR_SCHEDULES:

@@ -92,6 +92,7 @@ def export_run(run_dir: str | Path, out: str | Path, num_tasks: int = 600, test_
     with one_thread():
         first_100 = evaluate_checkpoint(out, split="test", num_tasks=min(100, num_tasks), seed=test_seed,
                                         data_root=data_root)["per_task"]
+    warm_start = state.get("warm_start")
     manifest = {
         "file": out.name,
         "command": training_command(config, str(run_dir)),
@@ -117,6 +118,12 @@ def export_run(run_dir: str | Path, out: str | Path, num_tasks: int = 600, test_
         "test_seed": test_seed,
         "eval_inner_steps": config.eval_inner_steps,
         "training_seconds": round(state.get("train_seconds", 0.0), 1),
+        # A run started from published weights (--init-from): the file it started from and the
+        # steps and seconds before it, so the totals below count the whole training.
+        "warm_start": warm_start,
+        "iterations_in_all": state["iteration"] + ((warm_start or {}).get("iterations") or 0),
+        "training_seconds_in_all": round(state.get("train_seconds", 0.0)
+                                         + ((warm_start or {}).get("training_seconds") or 0.0), 1),
         "machine": machine_description(),
         "note": note,
         "evaluate_command": f"python -m mamlkit evaluate {out} --tasks {num_tasks} --seed {test_seed}",

@@ -16,18 +16,20 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Optional
 
 import torch
 
+from mamlkit.errors import ConfigError
 from mamlkit.functional import get_params
 from mamlkit.losses import cross_entropy
 from mamlkit.methods import build_method
 from mamlkit.methods import outer_step as method_outer_step
 from mamlkit.outer_loop import NonFiniteError, frozen_everywhere, nonfinite_guard
-from mamlkit.run import distributed
+from mamlkit.run import checkpoints, distributed
 from mamlkit.run.config import (
     TrainConfig,
     build_model,
@@ -71,8 +73,12 @@ class Trainer:
         self.folder = RunFolder(run_dir)
         self.device = torch.device(config.device)
         self.samplers = check_samplers(samplers) if samplers is not None else omniglot_task_samplers(config)
+        self.warm_start = None
         if model is None:
             model = build_model(config, torch.Generator().manual_seed(config.seed))
+        elif config.init_from is not None:
+            raise ConfigError("init_from starts the course's Conv4 from a weights file; with a model of "
+                              "your own, load its weights into it before handing it to Trainer")
         elif not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         elif any(t.device != self.device for t in [*model.parameters(), *model.buffers()]):
@@ -95,6 +101,8 @@ class Trainer:
         self.method = build_method(config.algorithm, self.params, config.inner_lr, config.inner_steps,
                                    config.first_order, config.learn_inner_lrs, loss_fn=self.loss_fn)
         self.inner_lrs = self.method.learned_rates
+        if config.init_from is not None and not self.folder.checkpoint.exists():
+            self.warm_start = self.start_from_weights(config.init_from)  # a resume restores it instead
         trainable = list(self.params.values()) + list((self.inner_lrs or {}).values())
         self.optimizer = torch.optim.Adam(trainable, lr=config.meta_lr)
         # Whatever computes the meta-gradient, a non-finite one never reaches θ.
@@ -109,6 +117,40 @@ class Trainer:
         self.train_seconds = 0.0
         self.code_commit = git_commit()  # of the code that started the run; kept on resume
         self.model_checked = False  # check_model runs once, on the first batch
+
+    def start_from_weights(self, path: str) -> dict:
+        """Copy θ (and learned inner rates) from the weights file ``path`` (``config.init_from``).
+
+        Returns what the run's state records of it: the file, its SHA-256 and the meta-steps it
+        had been trained for.
+
+        Raises:
+            CheckpointError: the file cannot be loaded as Conv4 weights (see ``load_weights``).
+            ConfigError: its network (``n_way``, ``channels``) is not this run's, or it holds
+                learned inner rates and this run does not learn them (they would be lost).
+        """
+        _, params, _, saved = load_weights(path)
+        for name in ("n_way", "channels"):
+            if saved[name] != getattr(self.config, name):
+                raise ConfigError(f"init_from {path}: its network has {name}={saved[name]}, this run "
+                                  f"{name}={getattr(self.config, name)}; start from a file of the same network")
+        state = checkpoints.load(path)
+        saved_rates = state.get("inner_lrs")
+        if saved_rates and self.inner_lrs is None:
+            raise ConfigError(f"init_from {path}: the file holds learned inner rates; pass "
+                              "--learn-inner-lrs to keep training them (without it they would be lost)")
+        with torch.no_grad():
+            for name, tensor in params.items():
+                self.params[name].copy_(tensor)
+            for name, tensor in (saved_rates or {}).items():
+                self.inner_lrs[name].copy_(tensor)
+        start = {"file": str(path), "sha256": checkpoints.sha256(path), "iterations": state.get("iteration"),
+                 "training_seconds": state.get("train_seconds")}
+        manifest = Path(path).with_suffix(".json")  # an exported file's manifest says how it was made
+        if manifest.is_file():
+            made = json.loads(manifest.read_text())
+            start.update({k: made[k] for k in ("command", "training_seconds", "test_accuracy") if k in made})
+        return start
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -127,6 +169,7 @@ class Trainer:
             "schedule_iterations": self.schedule_iterations,
             "code_commit": self.code_commit,
             "skipped_nonfinite": self.skipped_nonfinite,
+            "warm_start": self.warm_start,
         }
 
     def load_state(self, state: dict) -> None:
@@ -150,6 +193,7 @@ class Trainer:
         self.train_seconds = state.get("train_seconds", 0.0)
         self.code_commit = state.get("code_commit", self.code_commit)
         self.skipped_nonfinite = state.get("skipped_nonfinite", 0)
+        self.warm_start = state.get("warm_start")
 
     @property
     def run_dir(self) -> Path:
