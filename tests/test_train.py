@@ -339,6 +339,7 @@ def test_the_trainers_before_metrics_describe_theta_before_its_update(tmp_path):
         "the 'before adaptation' loss must be that of θ before this step's update")
 
 
+@pytest.mark.ex3_3
 def test_init_from_starts_theta_and_rates_from_a_weights_file_with_a_fresh_optimiser(tmp_path, no_plots):
     source = Trainer(tiny_config(learn_inner_lrs=True, seed=5), tmp_path / "source", samplers(tiny_config()))
     with torch.no_grad():
@@ -360,6 +361,7 @@ def test_init_from_starts_theta_and_rates_from_a_weights_file_with_a_fresh_optim
     assert resumed.resume_if_possible() and resumed.warm_start == warm.warm_start
 
 
+@pytest.mark.ex3_3
 def test_init_from_refuses_another_network_and_dropping_learned_rates(tmp_path):
     path = Trainer(tiny_config(learn_inner_lrs=True), tmp_path / "s", samplers(tiny_config())).export(tmp_path / "s.pt")
     with pytest.raises(ValueError, match="n_way=3, this run n_way=4"):
