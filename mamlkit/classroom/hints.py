@@ -329,7 +329,8 @@ def check_exercise(
     if not passed and not failing and waiting and not record["collection_errors"]:
         # Nothing of this exercise could run: that is neither a pass nor a failure.
         ids = sorted({_stub_exercise(t["message"]) for t in waiting}, key=lambda i: tuple(map(int, i.split("."))))
-        names = " and ".join(f"Exercise {i}" for i in ids)
+        names = (f"Exercise {ids[0]}" if len(ids) == 1
+                 else f"Exercises {', '.join(ids[:-1])} and {ids[-1]}")  # "Exercises 2.1, 3.2 and 4.1"
         print(f"… {exercise.label} ({exercise.title}): waiting for {names}: all {len(waiting)} of its tests "
               f"run through {'them' if len(ids) > 1 else 'it'}, so they cannot say anything about "
               f"{exercise.label} yet. Finish {names}, then check again.")
