@@ -260,7 +260,11 @@ def main(argv: list[str] | None = None) -> int:
         print(table(work))
         return 0
     work.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    # PYTHONPATH is left out: a kernel or grader that inherits it may import another checkout's
+    # mamlkit instead of the submission's, which the edition's guard refuses (every route would
+    # then read 0 for reasons that have nothing to do with the submission).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "1")
     subs = make_submissions(src, work)
     for route in args.route or ROUTES:
         print(f"route {route} ...", flush=True)
