@@ -9,6 +9,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrizations
 
 from mamlkit.fast import _BATCH_STATISTICS, adapt_tasks, forward_tasks, per_task
 from mamlkit.functional import Params, adaptable, check_params, forward
@@ -54,21 +55,32 @@ def check_metric(metric, targets: torch.Tensor) -> None:
 def evaluation_mode(model: nn.Module, eval_mode: bool = True):
     """Run the body with ``model`` in eval mode (``eval_mode=True``), then restore every module's mode.
 
-    Eval mode switches dropout (and any layer that reads ``self.training``) off. Normalisation
-    on batch statistics keeps its mode: MAML's batch norm normalises each task with its own
-    statistics at test time as in training, and running statistics, which mamlkit never
-    updates (see :func:`mamlkit.functional.buffer_copies`), would still hold their initial
-    values. ``eval_mode=False`` leaves the model as it is.
+    Eval mode switches dropout (and any layer that reads ``self.training``) off. Layers whose
+    eval mode reads state that training updates in place keep their mode, since mamlkit never
+    updates buffers (see :func:`mamlkit.functional.buffer_copies`) and that state would still
+    hold its initial values:
+
+    - normalisation on batch statistics: MAML's batch norm normalises each task with its own
+      statistics at test time as in training (its running statistics were never updated);
+    - ``torch.nn.utils.parametrizations.spectral_norm``: in eval mode it divides by σ from its
+      stored power-iteration vectors, which were never updated; in training mode every forward
+      runs its power iteration on the weight it is given, as training did.
+
+    ``eval_mode=False`` leaves the model as it is.
     """
     modes = [(module, module.training) for module in model.modules()]
     if eval_mode:
         for module, _ in modes:
-            module.training = isinstance(module, _BATCH_STATISTICS) and module.training
+            module.training = isinstance(module, _KEEP_THEIR_MODE) and module.training
     try:
         yield
     finally:
         for module, training in modes:
             module.training = training
+
+
+# Layers that evaluation_mode leaves in their mode (see its docstring).
+_KEEP_THEIR_MODE = (*_BATCH_STATISTICS, parametrizations._SpectralNorm)
 
 
 def usable_outside_inference_mode(tensor: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from torch.autograd.graph import get_gradient_edge
 from torch.func import functional_call
+from torch.nn.utils.spectral_norm import SpectralNorm as _OldSpectralNorm
+from torch.nn.utils.weight_norm import WeightNorm as _OldWeightNorm
 from torch.overrides import TorchFunctionMode
 
 Params = Dict[str, torch.Tensor]
@@ -224,8 +226,8 @@ def forward(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:
     return output
 
 
-# Modules run before: whether they hold compiled code (True) or not (False).
-_INSPECTED: "weakref.WeakKeyDictionary[nn.Module, bool]" = weakref.WeakKeyDictionary()
+# Modules run before: (whether they hold compiled code, whether they hold nn.MultiheadAttention).
+_INSPECTED: "weakref.WeakKeyDictionary[nn.Module, tuple[bool, bool]]" = weakref.WeakKeyDictionary()
 
 
 def run_module(model: nn.Module, call):
@@ -239,19 +241,28 @@ def run_module(model: nn.Module, call):
       backward with the parameters the module holds then, its own, not the adapted φ passed
       in, so inner steps and meta-gradients would be wrong without any error.
 
+    - ``nn.MultiheadAttention`` runs without its fused inference kernel
+      (``torch.backends.mha.set_fastpath_enabled(False)`` for the call): in eval mode, or inside
+      :func:`torch.func.vmap`, torch takes that kernel, which has no derivative.
+    - Layers whose forward would change θ or the module behind MAML's back are refused before
+      anything runs (:func:`check_supported_layers`).
+
     The module is inspected on its first run only (one pass over its submodules, and a
     :class:`~torch.overrides.TorchFunctionMode` that looks for checkpoint's frames).
 
     Raises:
-        TypeError: the forward uses ``torch.utils.checkpoint``.
+        TypeError: the forward uses ``torch.utils.checkpoint``, or a layer
+            :func:`check_supported_layers` refuses.
     """
-    compiled = _INSPECTED.get(model)
-    if compiled is None:
+    inspected = _INSPECTED.get(model)
+    if inspected is None:
+        check_supported_layers(model)
         # torch.compile(model) wraps it in an OptimizedModule; module.compile() compiles in place.
         compiled = any(type(m).__name__ == "OptimizedModule" or getattr(m, "_compiled_call_impl", None) is not None
                        for m in model.modules())
+        attention = any(isinstance(m, nn.MultiheadAttention) for m in model.modules())
         spy = _CheckpointSpy()
-        with torch.compiler.set_stance("force_eager") if compiled else contextlib.nullcontext(), spy:
+        with _eager(compiled), _without_fused_attention(attention), spy:
             output = call()
         if spy.found:
             raise TypeError(
@@ -259,12 +270,73 @@ def run_module(model: nn.Module, call):
                 "backward with the module's own parameters instead of the adapted ones mamlkit passes in, so "
                 "inner steps and meta-gradients would be wrong; remove the checkpoint call (to save memory, "
                 "use task_chunk_size, fewer inner_steps, or first_order=True)")
-        _INSPECTED[model] = compiled
+        _INSPECTED[model] = (compiled, attention)
         return output
-    if compiled:
-        with torch.compiler.set_stance("force_eager"):
+    compiled, attention = inspected
+    if compiled or attention:
+        with _eager(compiled), _without_fused_attention(attention):
             return call()
     return call()
+
+
+def _eager(compiled: bool):
+    return torch.compiler.set_stance("force_eager") if compiled else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _without_fused_attention(attention: bool):
+    """The body with ``nn.MultiheadAttention``'s fused kernel off (when ``attention``), then as before."""
+    if not attention:
+        yield
+        return
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
+
+
+def check_supported_layers(model: nn.Module) -> None:
+    """Raise a TypeError, naming the fix, for a layer whose forward MAML cannot run as written.
+
+    - ``nn.DataParallel`` / ``DistributedDataParallel``: :func:`torch.func.functional_call`
+      cannot run through them; pass ``model.module`` (mamlkit's own :mod:`mamlkit.run.distributed`
+      splits tasks over processes).
+    - ``nn.Embedding(max_norm=...)`` (and ``EmbeddingBag``): its forward renormalises rows of
+      the weight *in place*, so θ (or φ) would change outside any gradient step.
+    - ``nn.Embedding(sparse=True)``: sparse gradients, which the inner loop's arithmetic and
+      the meta-gradient's second derivatives do not support.
+    - The hook-based ``torch.nn.utils.weight_norm`` and ``torch.nn.utils.spectral_norm``
+      (deprecated by torch): they write the weight as a plain attribute of the module at every
+      forward, which would leave the module holding a tensor of the inner loop; their
+      ``torch.nn.utils.parametrizations`` versions work.
+    """
+    for name, module in model.named_modules():
+        where = f"{type(model).__name__}" + (f".{name}" if name else "")
+        if isinstance(module, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            raise TypeError(
+                f"{where} is an nn.{type(module).__name__}, which torch.func.functional_call (every inner loop "
+                f"here) cannot run through; pass the network inside it ({'model.module' if not name else name + '.module'}) "
+                f"instead (to spread tasks over processes, see mamlkit.run.distributed)")
+        if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+            if module.max_norm is not None:
+                raise TypeError(
+                    f"{where} is an {type(module).__name__} with max_norm={module.max_norm}, whose forward "
+                    f"renormalises rows of its weight in place: θ and the adapted φ would change outside any "
+                    f"gradient step; use max_norm=None (to bound the rows, normalise the looked-up vectors "
+                    f"inside forward, e.g. torch.nn.functional.normalize)")
+            if module.sparse:
+                raise TypeError(
+                    f"{where} is an {type(module).__name__} with sparse=True, whose sparse gradients the inner "
+                    f"loop and the second-order meta-gradient do not support; use sparse=False")
+        for hook in module._forward_pre_hooks.values():
+            if isinstance(hook, (_OldWeightNorm, _OldSpectralNorm)):
+                kind = "weight_norm" if isinstance(hook, _OldWeightNorm) else "spectral_norm"
+                raise TypeError(
+                    f"{where} uses the hook-based torch.nn.utils.{kind}, which writes the weight as a plain "
+                    f"attribute of the module at every forward, so after an inner loop the module would hold "
+                    f"one of its tensors; use torch.nn.utils.parametrizations.{kind} instead")
 
 
 class _CheckpointSpy(TorchFunctionMode):

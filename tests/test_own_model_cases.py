@@ -615,3 +615,166 @@ def test_the_module_s_own_parameters_passed_as_params_are_not_refused():
     model = Captured().double()
     x = blob_tasks().x_support[0]
     assert torch.allclose(forward(model, dict(model.named_parameters()), x), model(x))
+
+
+# -- layers whose forward would change θ or the module, and layers with state MAML never updates --
+class Embedded(nn.Module):
+    """A bag of integer tokens: an embedding, a mean and a linear head."""
+
+    def __init__(self, **embedding):
+        super().__init__()
+        torch.manual_seed(6)
+        self.emb, self.head = nn.Embedding(10, 8, **embedding), nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.emb(x)).mean(1))
+
+
+def token_tasks(num_tasks=3) -> TaskBatch:
+    generator = torch.Generator().manual_seed(1)
+    return TaskBatch(torch.randint(0, 10, (num_tasks, 6, 4), generator=generator),
+                     torch.arange(3).repeat(2).expand(num_tasks, 6).clone(),
+                     torch.randint(0, 10, (num_tasks, 9, 4), generator=generator),
+                     torch.arange(3).repeat(3).expand(num_tasks, 9).clone())
+
+
+def old_weight_norm():
+    model = Own()
+    with pytest.warns(FutureWarning):  # torch itself deprecates it
+        torch.nn.utils.weight_norm(model.body[0])
+    return model
+
+
+def old_spectral_norm():
+    model = Own()
+    torch.nn.utils.spectral_norm(model.body[0])
+    return model
+
+
+REFUSED_LAYERS = {
+    "embedding max_norm": (lambda: Embedded(max_norm=1.0), token_tasks, r"max_norm=1.0.*renormalises.*in place"),
+    "sparse embedding": (lambda: Embedded(sparse=True), token_tasks, r"sparse=True.*use sparse=False"),
+    "hook-based weight_norm": (old_weight_norm, blob_tasks, r"hook-based torch.nn.utils.weight_norm.*parametrizations"),
+    "hook-based spectral_norm": (old_spectral_norm, blob_tasks,
+                                 r"hook-based torch.nn.utils.spectral_norm.*parametrizations"),
+    "DataParallel": (lambda: nn.DataParallel(Own()), blob_tasks, r"DataParallel.*pass the network inside it"),
+}
+
+
+# The loop path runs meta_loss (3.1) and adapt (2.1) before its first forward refuses.
+@pytest.mark.parametrize("entry", ["fast", ran("loop", "2.1", "3.1"), "evaluate", "anil"])
+@pytest.mark.parametrize("case", sorted(REFUSED_LAYERS))
+def test_layers_whose_forward_would_change_theta_or_the_module_are_refused_before_they_run(case, entry):
+    """Embedding(max_norm) renormalises θ's rows in place; sparse embeddings have gradients the
+    inner loop cannot use; the hook-based weight_norm/spectral_norm leave the module holding a
+    tensor of the inner loop; DataParallel cannot run through functional_call. Each is refused in
+    one line, naming the fix, before anything changes."""
+    make_model, make_tasks, message = REFUSED_LAYERS[case]
+    model, tasks = make_model(), make_tasks()
+    if case == "DataParallel":
+        model = model.float()
+        tasks = TaskBatch(tasks.x_support.float(), tasks.y_support, tasks.x_query.float(), tasks.y_query)
+    elif tasks.x_support.is_floating_point():
+        model = model.double()
+    before, parameters = snapshot(model), dict(model.named_parameters())
+    params = get_params(model)
+    theta = {name: p.detach().clone() for name, p in params.items()}
+    with pytest.raises(TypeError, match=message):
+        if entry in ("fast", "loop"):
+            (meta_loss_batched if entry == "fast" else meta_loss)(model, params, tasks, cross_entropy, 0.4, 1)
+        elif entry == "evaluate":
+            evaluate(model, params, lambda n: tasks, cross_entropy, 0.4, 1, num_tasks=3)
+        else:
+            method_of("anil", params).meta_loss(model, params, tasks, "fast")
+    assert all(torch.equal(params[name], theta[name]) for name in theta), "θ changed"
+    assert_module_intact(model, before, parameters)
+
+
+class SpectralNormed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(8)
+        self.body = torch.nn.utils.parametrizations.spectral_norm(nn.Linear(2, 16))
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.body(x)))
+
+
+@pytest.mark.ex3_2
+@pytest.mark.ex4_2
+def test_spectral_norm_is_evaluated_as_it_was_trained_not_with_its_never_updated_vectors():
+    """In eval mode, spectral_norm divides by σ from power-iteration vectors that only a forward
+    in training mode updates, and mamlkit never updates buffers: after meta-training moved θ, an
+    eval-mode σ is the initial vectors' and the accuracy silently drops (42.8% against 79.0% in
+    one run). evaluate keeps spectral_norm in its mode, as it keeps batch norm, and restores
+    every mode after."""
+    model, tasks = SpectralNormed().double(), blob_tasks()
+    params = get_params(model)
+    with torch.no_grad():  # θ moved away from the weight the stored vectors belong to
+        params["body.parametrizations.weight.original"].copy_(
+            torch.randn(16, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64))
+    by_default = evaluate(model, params, lambda n: tasks, cross_entropy, 0.4, 1, num_tasks=3)
+    as_trained = evaluate(model, params, lambda n: tasks, cross_entropy, 0.4, 1, num_tasks=3, eval_mode=False)
+    assert by_default["per_task"] == as_trained["per_task"]
+    assert all(m.training for m in model.modules())
+    model.eval()  # the stored vectors' σ gives other numbers: the case above is not vacuous
+    stale = evaluate(model, params, lambda n: tasks, cross_entropy, 0.4, 1, num_tasks=3, eval_mode=False)
+    model.train()
+    adapted_loss = [meta_loss_batched(model, params, tasks, cross_entropy, 0.4, 1)[0]]
+    model.eval()
+    adapted_loss.append(meta_loss_batched(model, params, tasks, cross_entropy, 0.4, 1)[0])
+    assert not torch.allclose(*adapted_loss) or stale["per_task"] != as_trained["per_task"]
+
+
+class Attending(nn.Module):
+    """Self-attention over the two input coordinates, then a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(9)
+        self.inp = nn.Linear(1, 8)
+        self.att = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = self.inp(x.unsqueeze(-1))
+        attended, _ = self.att(h, h, h)
+        return self.head(attended.mean(1))
+
+
+@pytest.mark.ex3_2
+@pytest.mark.ex4_2
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_multihead_attention_meta_learns_in_either_mode_with_the_loop_s_numbers(mode):
+    """In eval mode (or inside vmap) torch runs MultiheadAttention's fused kernel, which has no
+    derivative ("derivative for aten::_native_multi_head_attention is not implemented"): mamlkit
+    switches it off for its calls, and back after."""
+    model, tasks = Attending().double(), blob_tasks()
+    getattr(model, mode)()
+    params = get_params(model)
+    fast, _ = meta_loss_batched(model, params, tasks, cross_entropy, 0.4, 1)
+    loop, _ = meta_loss(model, params, tasks, cross_entropy, 0.4, 1) if mode == "train" else (fast, None)
+    assert torch.allclose(fast, loop, rtol=1e-10)
+    wrt = list(params.values())
+    reference = 0.0
+    for i in range(tasks.num_tasks):  # the per-task loop in float64, written out
+        phi = dict(params)
+        grads = torch.autograd.grad(cross_entropy(torch.func.functional_call(model, phi, (tasks.x_support[i],)),
+                                                  tasks.y_support[i]), wrt, create_graph=True)
+        phi = {name: p - 0.4 * g for (name, p), g in zip(params.items(), grads)}
+        reference = reference + cross_entropy(torch.func.functional_call(model, phi, (tasks.x_query[i],)),
+                                              tasks.y_query[i]) / tasks.num_tasks
+    assert torch.allclose(fast, reference, rtol=1e-10)
+    for a, b in zip(torch.autograd.grad(fast, wrt), torch.autograd.grad(reference, wrt)):
+        assert torch.allclose(a, b, rtol=1e-8, atol=1e-12)
+    result = evaluate(model, params, lambda n: blob_tasks(n), cross_entropy, 0.4, 1, num_tasks=3)
+    assert 0 <= result["mean"] <= 1
+    assert torch.backends.mha.get_fastpath_enabled()
+
+
+def test_a_head_by_another_name_is_refused_with_how_to_name_it():
+    model = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    params = get_params(model)
+    with pytest.raises(TypeError, match=r"name your last linear layer 'head'"):
+        method_of("anil", params).meta_loss(model, params, blob_tasks(), "fast")

@@ -26,10 +26,16 @@ HEAD = ("head.weight", "head.bias")
 def check_has_head(params: Params) -> None:
     """Raise a TypeError unless ``params`` has a linear ``head`` (like Conv4's)."""
     missing = [name for name in HEAD if name not in params]
+    if missing and all(f"module.{name}" in params for name in HEAD):
+        raise TypeError(
+            "params are those of a wrapper (nn.DataParallel or DistributedDataParallel: 'module.head.weight'), "
+            "which torch.func.functional_call cannot run through; pass the network inside it (model.module) "
+            "and its parameters")
     if missing:
         raise TypeError(
             f"this algorithm needs a network whose last layer is a linear layer named 'head' "
-            f"(like mamlkit.models.Conv4); params has no {missing}"
+            f"(like mamlkit.models.Conv4); params has no {missing}: name your last linear layer "
+            f"'head' (self.head = nn.Linear(...)), or wrap the network in a module whose 'head' it is"
         )
 
 
