@@ -10,7 +10,7 @@ and the outer step does not move it, but the forward pass uses it like any other
 which *no* tensor requires grad (weights loaded from a file) is the exception: there is
 nothing to tell frozen from trainable, so every tensor adapts.
 
-One module, though past 400 lines: every run of a learner's module, in every method and both
+This file is one module because every run of a learner's module, in every method and both
 loops, goes through :func:`forward` or :func:`run_module`, and the checks kept here beside them
 (inputs, parameters reached around ``functional_call``, checkpointed, compiled and refused
 layers, outputs) are what guard that one path.
