@@ -743,6 +743,7 @@ class Attending(nn.Module):
         return self.head(attended.mean(1))
 
 
+@pytest.mark.ex2_1
 @pytest.mark.ex3_2
 @pytest.mark.ex4_2
 @pytest.mark.parametrize("mode", ["train", "eval"])
